@@ -1,0 +1,9 @@
+"""Numba kernels: pure functions on preallocated arrays, no I/O and nothing from the layers above.
+
+Dimension key used in every kernel file:
+    B  rows of a minibatch
+    I  inputs of a layer (D, the feature count, for the first layer)
+    O  outputs of a layer (H hidden units, or K classes for the last layer)
+    P  total parameter count of the network (the flat buffer theta)
+Arguments come outputs first, then inputs, then weights; gradients are named d<name>.
+"""

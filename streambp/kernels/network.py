@@ -1,0 +1,86 @@
+"""The whole network over one flat parameter buffer: forward, cost, backpropagation.
+
+Dimension key: B rows, D features, K classes, P parameters, L layers.
+layout[L, 4] holds per layer (I, O, offset of W in theta, offset of the layer's units in a
+workspace row): W_l = theta[p : p + O*I] as [O, I], then b_l = theta[p + O*I : p + O*I + O].
+Workspaces acts and deltas hold, for B rows, every layer's [B, O] block one after the other.
+"""
+import numpy as np
+from numba import njit
+
+from .dense import dense_backward, dense_forward, dense_sigmoid_forward
+from .activations import sigmoid_backward
+from .softmax import crossentropy_softmax_backward, softmax_crossentropy_forward, softmax_forward
+
+
+@njit(cache=True, inline="always")
+def _weights(theta, layout, l):
+    I, O, p = layout[l, 0], layout[l, 1], layout[l, 2]
+    return theta[p:p + O * I].reshape(O, I), theta[p + O * I:p + O * I + O]
+
+
+@njit(cache=True, inline="always")
+def _block(buf, layout, l, n):
+    O, q = layout[l, 1], layout[l, 3]
+    return buf[n * q:n * q + n * O].reshape(n, O)
+
+
+@njit(cache=True)
+def network_forward(acts, theta, layout, X):
+    """Fill acts with each layer's output for X[B, D]; return the logits view [B, K] (no softmax)."""
+    n = X.shape[0]
+    L = layout.shape[0]
+    inp = X
+    for l in range(L):
+        W, b = _weights(theta, layout, l)
+        out = _block(acts, layout, l, n)
+        if l < L - 1:
+            dense_sigmoid_forward(out, inp, W, b)
+        else:
+            dense_forward(out, inp, W, b)
+        inp = out
+    return inp
+
+
+@njit(cache=True)
+def network_predict_proba(probs, acts, theta, layout, X):
+    """probs[B, K] <- the network's class probabilities for X[B, D]."""
+    softmax_forward(probs, network_forward(acts, theta, layout, X))
+
+
+@njit(cache=True)
+def network_loss(acts, losses, theta, layout, X, y, weights):
+    """Forward pass and cost C = sum_i weights[i] * -ln a^L[i, y[i]]; acts' last block ends as a^L."""
+    logits = network_forward(acts, theta, layout, X)
+    n = X.shape[0]
+    softmax_crossentropy_forward(logits, losses, logits, y)
+    c = 0.0
+    for i in range(n):
+        c += weights[i] * losses[i]
+    return c
+
+
+@njit(cache=True)
+def network_loss_and_grad(dtheta, acts, deltas, losses, theta, layout, X, y, weights, ones):
+    """Cost of the minibatch X[B, D], y[B] and its gradient dtheta[P] by backpropagation.
+
+    delta^L = (a^L - onehot(y)) * weights; delta^l = (delta^{l+1} W^{l+1}) * a^l (1 - a^l);
+    dW^l = delta^l^T a^{l-1}; db^l = sum over rows of delta^l. ones[B] holds 1.0 (for the bias sums).
+    """
+    n = X.shape[0]
+    L = layout.shape[0]
+    c = network_loss(acts, losses, theta, layout, X, y, weights)
+    crossentropy_softmax_backward(_block(deltas, layout, L - 1, n), _block(acts, layout, L - 1, n),
+                                  y, weights)
+    for l in range(L - 1, -1, -1):
+        dz = _block(deltas, layout, l, n)
+        if l < L - 1:
+            sigmoid_backward(dz, dz, _block(acts, layout, l, n))
+        W, _ = _weights(theta, layout, l)
+        dW, db = _weights(dtheta, layout, l)
+        if l == 0:
+            dense_backward(dW, db, deltas[:0].reshape(0, layout[0, 0]), dz, X, W, ones[:n])
+        else:
+            dense_backward(dW, db, _block(deltas, layout, l - 1, n), dz, _block(acts, layout, l - 1, n),
+                           W, ones[:n])
+    return c

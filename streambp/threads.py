@@ -1,0 +1,54 @@
+"""One thread budget shared by Numba's parallel loops, every BLAS library and pyarrow.
+
+Numba's OpenMP layer with its default wait policy spins while it waits; beside OpenBLAS's own
+spinning threads that was measured 16-65x slower than either alone. With OMP_WAIT_POLICY=PASSIVE its
+idle workers sleep, and it launched loops faster than the 'workqueue' layer here (2-4x the training
+throughput at batch 32), so streambp prefers OpenMP with a passive wait policy, then TBB, then
+workqueue (whose workers also sleep). NUMBA_THREADING_LAYER and OMP_WAIT_POLICY set by the user win.
+The prange loops and the BLAS calls alternate in one thread, so each may use the whole budget.
+"""
+import os
+
+LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+def select_layer():
+    """Choose the threading layer before the first parallel kernel runs (called at import)."""
+    import numba
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER_PRIORITY = LAYER_PRIORITY
+
+
+def configure(threads=None):
+    """Use `threads` cores (default: all) for Numba, BLAS and pyarrow; return the count in effect."""
+    import numba
+    import pyarrow
+    import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS that Numba's np.dot calls, to limit it)
+    from threadpoolctl import threadpool_limits
+
+    n = threads or os.cpu_count() or 1
+    if n < 1:
+        raise ValueError("threads must be at least 1")
+    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")
+    pyarrow.set_cpu_count(n)
+    pyarrow.set_io_thread_count(max(n, 2))
+    return n
+
+
+def info():
+    """What is in effect: Numba layer and threads, each BLAS library's threads, pyarrow's CPU count."""
+    import numba
+    import pyarrow
+    from threadpoolctl import threadpool_info
+
+    return {
+        "numba_threading_layer": numba.threading_layer(),
+        "numba_threads": numba.get_num_threads(),
+        "blas": [(p["internal_api"], p["filepath"], p["num_threads"]) for p in threadpool_info()
+                 if p["user_api"] == "blas"],
+        "pyarrow_cpu_count": pyarrow.cpu_count(),
+    }
