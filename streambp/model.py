@@ -105,7 +105,7 @@ class Model:
 
     def predict(self, X):
         """Predicted labels [N], in the user's own label values."""
-        return np.asarray(self.classes, dtype=object if self.label_type == "string" else None)[
+        return np.asarray(self.classes, dtype=object if "string" in self.label_type else None)[
             self.predict_proba(X).argmax(axis=1)]
 
     def metadata(self):

@@ -52,3 +52,14 @@ def info():
                  if p["user_api"] == "blas"],
         "pyarrow_cpu_count": pyarrow.cpu_count(),
     }
+
+
+def concurrent_calls_safe():
+    """Whether parallel kernels may run from two threads at once (not on Numba's workqueue layer)."""
+    import numba
+
+    from .kernels.optim import sgd_update
+    import numpy as np
+
+    sgd_update(np.zeros(1), np.zeros(1), 0.0)  # makes sure the threading layer is initialised
+    return numba.threading_layer() != "workqueue"

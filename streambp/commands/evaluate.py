@@ -1,0 +1,34 @@
+import json
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..evaluate import evaluate
+from ..model import load
+from ..stream import open_source
+
+NAME = "evaluate"
+
+
+def command(
+    model: Annotated[str, typer.Argument(help="Model file written by `streambp fit`.")],
+    data: Annotated[str, typer.Argument(help="Labelled data with the model's feature columns.")],
+    label: Annotated[str, typer.Option(help="Label column.")] = "label",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    source: Annotated[Optional[str], typer.Option(help="Data source name (default: by file extension).")] = None,
+):
+    """Accuracy, log loss, per-class precision and recall, and the confusion matrix on DATA."""
+    m = evaluate(load(model), open_source(data, source), label)
+    if as_json:
+        print(json.dumps(m, indent=2))
+        return
+    console = Console()
+    console.print(f"rows {m['n_rows']:,}  accuracy {m['accuracy']:.4f}  log loss {m['log_loss']:.4f}")
+    if m["unknown_labels"]:
+        console.print(f"{m['unknown_labels']:,} rows have labels the model never saw; they are not counted.")
+    table = Table("class", "precision", "recall", *[str(c) for c in m["classes"]], title="confusion (rows: true)")
+    for c, p, r, row in zip(m["classes"], m["precision"], m["recall"], m["confusion_matrix"]):
+        table.add_row(str(c), f"{p:.3f}", f"{r:.3f}", *map(str, row))
+    console.print(table)

@@ -1,0 +1,40 @@
+from typing import Annotated, Optional
+
+import typer
+
+from . import parse_int_list
+from ..train import DEFAULT_HIDDEN, FitConfig, fit
+
+NAME = "fit"
+
+
+def command(
+    data: Annotated[str, typer.Argument(help="Parquet file, directory of Parquet files, or glob.")],
+    label: Annotated[str, typer.Option(help="Label column: integer, string or dictionary-encoded.")] = "label",
+    features: Annotated[Optional[str], typer.Option(
+        help="Comma-separated feature columns, or one list column (default: every numeric column but the "
+             "label).")] = None,
+    hidden: Annotated[Optional[str], typer.Option(
+        help=f"Hidden layer sizes, e.g. 256,128; 0 for none (default {','.join(map(str, DEFAULT_HIDDEN))}, or "
+             "the --init model's).")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the data (0 writes the initialised model).")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Rows per minibatch.")] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="Cores for Numba, BLAS and Arrow (default: all).")] = None,
+    val: Annotated[Optional[str], typer.Option(help="Validation data, evaluated after each epoch.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Start from this model's weights (warm start).")] = None,
+    out: Annotated[str, typer.Option(help="Model file to write.")] = "model.npz",
+    optimizer: Annotated[str, typer.Option(help="Optimizer name (see `streambp plugins --all`).")] = "sgd",
+    logger: Annotated[Optional[list[str]], typer.Option(help="Logger name; repeatable.")] = None,
+    shuffle: Annotated[bool, typer.Option(help="Shuffle rows within a buffer each epoch.")] = True,
+    buffer_rows: Annotated[int, typer.Option(help="Rows per shuffle/prefetch buffer.")] = 32768,
+    source: Annotated[Optional[str], typer.Option(help="Data source name (default: by file extension).")] = None,
+):
+    """Train a network on DATA and write it to --out."""
+    fit(FitConfig(
+        data=data, label=label, features=features.split(",") if features else None,
+        hidden=None if hidden is None else parse_int_list(hidden, "--hidden"), epochs=epochs,
+        batch_size=batch_size, lr=lr, seed=seed, threads=threads, val=val, init=init, out=out,
+        optimizer=optimizer, loggers=logger or ["console"], shuffle=shuffle, buffer_rows=buffer_rows,
+        source=source))

@@ -1,0 +1,21 @@
+from typing import Annotated, Optional
+
+import typer
+
+from ..evaluate import predict_to_parquet
+from ..model import load
+from ..stream import open_source
+
+NAME = "predict"
+
+
+def command(
+    model: Annotated[str, typer.Argument(help="Model file written by `streambp fit`.")],
+    data: Annotated[str, typer.Argument(help="Data with the model's feature columns.")],
+    out: Annotated[str, typer.Option(help="Parquet file for the predictions.")] = "predictions.parquet",
+    id: Annotated[Optional[str], typer.Option("--id", help="Column to copy into the output.")] = None,
+    source: Annotated[Optional[str], typer.Option(help="Data source name (default: by file extension).")] = None,
+):
+    """Write the predicted label and one probability column per class for each row of DATA."""
+    rows = predict_to_parquet(load(model), open_source(data, source), out, id)
+    print(f"Wrote {rows:,} predictions to {out}.")

@@ -1,0 +1,114 @@
+"""Streaming evaluation and prediction with a trained model."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import atomic_path
+from .errors import StreambpError
+from .kernels.network import network_predict_proba
+from .model import Workspace
+from .stream import BatchDecoder, FeatureSpec, LabelEncoder, READ_ROWS, chunks, check_schemas, is_numeric, \
+    is_vector, prefetched, require_column
+
+
+def model_spec(model, source):
+    """The model's FeatureSpec, after checking that the source has those columns with usable types."""
+    spec = FeatureSpec(model.features, model.input_column)
+    for c in spec.columns:
+        if c not in source.schema.names:
+            raise StreambpError(f"{source.files[0]} has no column {c!r}, which the model was trained on "
+                                f"(the model expects {model.sizes[0]} features: "
+                                f"{', '.join(spec.columns[:8])}{', ...' if len(spec.columns) > 8 else ''}).")
+        t = source.schema.field(c).type
+        if not (is_vector(t) if model.input_column else is_numeric(t)):
+            raise StreambpError(f"{source.files[0]}: column {c!r} has type {t}, which the model cannot use as "
+                                "a feature.")
+    check_schemas(source, spec.columns)
+    return spec
+
+
+def probabilities(model, X, probs, ws):
+    """probs[n, K] <- the model's class probabilities for X[n, D], ws.rows rows per kernel call."""
+    for s in range(0, X.shape[0], ws.rows):
+        network_predict_proba(probs[s:s + ws.rows], ws.acts, model.theta, model.layout, X[s:s + ws.rows])
+
+
+def evaluate(model, source, label, chunk_rows=16384):
+    """Accuracy, log loss, confusion matrix, per-class precision and recall over a labelled source.
+
+    Rows whose label the model never saw are counted in unknown_labels and left out of the metrics.
+    """
+    require_column(source, label, "label")
+    spec = model_spec(model, source)
+    check_schemas(source, [label])
+    K = model.sizes[-1]
+    encoder = LabelEncoder(label, model.classes, model.label_type)
+    ws = Workspace(model.sizes, 1024, model.theta.dtype)
+    probs = np.empty((chunk_rows, K), dtype=model.theta.dtype)
+    confusion = np.zeros((K, K), dtype=np.int64)
+    log_loss = 0.0
+    unknown = 0
+    for X, y, in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype)):
+        p = probs[:X.shape[0]]
+        probabilities(model, X, p, ws)
+        known = y >= 0
+        unknown += int((~known).sum())
+        p, y = p[known], y[known]
+        pred = p.argmax(axis=1)
+        confusion += np.bincount(y * K + pred, minlength=K * K).reshape(K, K)
+        log_loss -= np.log(np.maximum(p[np.arange(len(y)), y].astype(np.float64), 1e-300)).sum()
+    n = int(confusion.sum())
+    if n == 0:
+        raise StreambpError(f"{source.files[0]} has no rows with a label the model knows "
+                            f"({unknown} rows with unknown labels).")
+    tp = np.diag(confusion)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(confusion.sum(axis=0) > 0, tp / confusion.sum(axis=0), 0.0)
+        recall = np.where(confusion.sum(axis=1) > 0, tp / confusion.sum(axis=1), 0.0)
+    return {
+        "accuracy": float(tp.sum() / n),
+        "log_loss": float(log_loss / n),
+        "n_rows": n,
+        "unknown_labels": unknown,
+        "classes": model.classes,
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def predict_to_parquet(model, source, out, id_column=None):
+    """Write the predicted label and one probability column per class to Parquet, atomically."""
+    spec = model_spec(model, source)
+    if id_column:
+        require_column(source, id_column, "id")
+    decoder = BatchDecoder(spec, model.theta.dtype)
+    ws = Workspace(model.sizes, 1024, model.theta.dtype)
+    X = np.empty((READ_ROWS, spec.width), dtype=model.theta.dtype)
+    probs = np.empty((READ_ROWS, model.sizes[-1]), dtype=model.theta.dtype)
+    classes = pa.array(model.classes, type=pa.type_for_alias(model.label_type))
+    names = ["prediction"] + [f"prob_{c}" for c in model.classes]
+    rows = 0
+    columns = spec.columns + ([id_column] if id_column else [])
+    with atomic_path(out) as tmp:
+        writer = None
+        try:
+            for f, row0, batch in source.batches(columns, READ_ROWS):
+                n = batch.num_rows
+                decoder.fill(X[:n], decoder.matrix_source(f, row0, batch), 0, f, row0)
+                probabilities(model, X[:n], probs[:n], ws)
+                arrays = [classes.take(pa.array(probs[:n].argmax(axis=1)))]
+                arrays += [pa.array(probs[:n, k]) for k in range(probs.shape[1])]
+                table = pa.Table.from_arrays(arrays, names=names)
+                if id_column:
+                    table = table.add_column(0, id_column, batch.column(id_column))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                rows += n
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise StreambpError(f"{source.files[0]} has no rows to predict.")
+    return rows

@@ -1,0 +1,34 @@
+"""One training step: a compiled backprop call and an optimizer update on preallocated buffers."""
+import numpy as np
+
+from .kernels.network import network_loss_and_grad
+from .model import Workspace
+
+
+class Stepper:
+    """Runs minibatches of up to `batch_size` rows through backprop and the optimizer, in place.
+
+    X must be C-contiguous [B, D] of the model's dtype and y int32 [B] class indices.
+    """
+
+    def __init__(self, model, optimizer, batch_size):
+        self.model = model
+        self.optimizer = optimizer
+        dtype = model.theta.dtype
+        self.ws = Workspace(model.sizes, batch_size, dtype)
+        self.dtheta = np.zeros_like(model.theta)
+        self.mean_weights = np.full(batch_size, 1.0 / batch_size, dtype=dtype)
+
+    def loss_and_grad(self, X, y):
+        """Mean cross-entropy of the minibatch; its gradient is left in self.dtheta."""
+        n = X.shape[0]
+        w = self.mean_weights if n == self.ws.rows else np.full(n, 1.0 / n, dtype=self.dtheta.dtype)
+        m, ws = self.model, self.ws
+        return network_loss_and_grad(self.dtheta, ws.acts, ws.deltas, ws.losses, m.theta, m.layout, X, y, w,
+                                     ws.ones)
+
+    def step(self, X, y, lr):
+        """One SGD-style step on the minibatch; returns its mean loss before the update."""
+        loss = self.loss_and_grad(X, y)
+        self.optimizer.step(self.model.theta, self.dtheta, lr)
+        return loss

@@ -1,0 +1,138 @@
+"""The training loop: stream chunks, run minibatches through backprop and the optimizer, log, save."""
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import __version__, threads
+from .errors import StreambpError
+from .evaluate import evaluate, model_spec
+from .model import Model, load
+from .plugins import loggers, optimizers
+from .step import Stepper
+from .stream import LabelEncoder, chunks, open_source, prefetched, resolve_features, scan_labels
+
+DEFAULT_HIDDEN = (128,)
+
+
+@dataclass
+class FitConfig:
+    """Everything `streambp fit` needs; the CLI builds one from its options."""
+
+    data: str
+    label: str = "label"
+    features: list | None = None
+    hidden: list | None = None  # None: DEFAULT_HIDDEN, or the --init model's; [] is softmax regression
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.1
+    seed: int = 0
+    threads: int | None = None
+    val: str | None = None
+    init: str | None = None
+    out: str | None = "model.npz"
+    optimizer: str = "sgd"
+    loggers: list = field(default_factory=lambda: ["console"])
+    shuffle: bool = True
+    buffer_rows: int = 32768
+    prefetch: int = 2
+    source: str | None = None
+    dtype: str = "float32"
+
+
+def check_config(c):
+    for name, low in (("epochs", 0), ("batch_size", 1), ("buffer_rows", 1), ("prefetch", 0)):
+        if getattr(c, name) < low:
+            raise StreambpError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(c, name)}.")
+    if not c.lr > 0:
+        raise StreambpError(f"--lr must be positive, got {c.lr}.")
+    if c.hidden is not None and any(h < 1 for h in c.hidden):
+        raise StreambpError(f"--hidden sizes must be positive (or 0 alone, for no hidden layer), got {c.hidden}.")
+
+
+def build_model(c, source):
+    """A fresh Glorot-initialised model, or the --init model after checking it fits this data."""
+    if c.init:
+        model = load(c.init)
+        if c.hidden is not None and list(c.hidden) != model.hidden:
+            raise StreambpError(f"--hidden {c.hidden} differs from the --init model {c.init}, which has hidden "
+                                f"layers {model.hidden}.")
+        model_spec(model, source)
+        labels = scan_labels(source, c.label)
+        extra = [v for v in labels.classes if v not in model.classes]
+        if extra:
+            raise StreambpError(f"Labels {extra[:5]} in {source.files[0]} are not classes of the --init model "
+                                f"{c.init} ({model.classes}).")
+        return model, labels
+    spec = resolve_features(source, c.label, c.features)
+    labels = scan_labels(source, c.label)
+    hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
+    sizes = [spec.width, *hidden, len(labels.classes)]
+    model = Model.initialise(sizes, labels.classes, spec.features, seed=c.seed, dtype=np.dtype(c.dtype),
+                             label_type=labels.label_type, input_column=spec.input_column)
+    return model, labels
+
+
+def fit(c: FitConfig):
+    """Train as configured; write the model to c.out (atomically) and return it."""
+    check_config(c)
+    n_threads = threads.configure(c.threads)
+    source = open_source(c.data, c.source)
+    model, labels = build_model(c, source)
+    spec = model_spec(model, source)
+    val_source = open_source(c.val, c.source) if c.val else None
+    if val_source is not None:
+        model_spec(model, val_source)
+    encoder = LabelEncoder(c.label, model.classes, model.label_type)
+    optimizer = optimizers.get(c.optimizer)[0](model.theta)
+    logs = [loggers.get(name)[0]() for name in c.loggers]
+    stepper = Stepper(model, optimizer, c.batch_size)
+    depth = c.prefetch if threads.concurrent_calls_safe() else 0
+    chunk_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
+    history = []
+    steps = 0
+    emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs,
+                             "classes": model.classes, "threads": n_threads, "files": len(source.files)})
+    t_fit = time.perf_counter()
+    for epoch in range(1, c.epochs + 1):
+        rng = np.random.default_rng([c.seed, epoch]) if c.shuffle else None
+        batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, depth)
+        t0 = last = time.perf_counter()
+        rows = 0
+        loss_sum = 0.0
+        for X, y in (prefetched(batches, depth) if depth else batches):
+            for s in range(0, X.shape[0], c.batch_size):
+                loss = stepper.step(X[s:s + c.batch_size], y[s:s + c.batch_size], c.lr)
+                n = min(c.batch_size, X.shape[0] - s)
+                rows += n
+                loss_sum += loss * n
+                steps += 1
+                if steps % 16 == 0 and (now := time.perf_counter()) - last > 0.2:
+                    last = now
+                    emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": steps, "rows": rows,
+                                        "rows_total": labels.rows, "loss": loss_sum / rows,
+                                        "rows_per_s": rows / (now - t0)})
+        if not np.isfinite(loss_sum):
+            raise StreambpError(f"Training diverged in epoch {epoch} (the loss is {loss_sum}); try a smaller "
+                                f"--lr than {c.lr}.")
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch, "epochs": c.epochs, "train_loss": loss_sum / rows, "seconds": seconds,
+                  "rows_per_s": rows / seconds}
+        if val_source is not None:
+            metrics = evaluate(model, val_source, c.label)
+            record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"])
+        history.append(record)
+        emit(logs, "epoch_end", record)
+    model.training = {
+        "streambp_version": __version__, "config": asdict(c), "rows": labels.rows, "class_counts": labels.counts,
+        "history": history, "seconds": time.perf_counter() - t_fit,
+    }
+    if c.out:
+        model.save(c.out)
+    emit(logs, "fit_end", {"out": c.out, "seconds": model.training["seconds"], "history": history})
+    return model
+
+
+def emit(logs, event, info):
+    for log in logs:
+        getattr(log, event)(info)
