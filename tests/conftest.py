@@ -1,0 +1,57 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def make_blobs(n=600, d=5, k=3, seed=0):
+    """Separable-ish Gaussian blobs: X float32 [n, d], y int64 [n] in 0..k-1."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, size=(k, d))
+    y = rng.integers(0, k, size=n)
+    X = (centers[y] + rng.normal(size=(n, d))).astype(np.float32)
+    return X, y
+
+
+def blob_table(X, y, label_values=None):
+    cols = {f"x{j}": X[:, j] for j in range(X.shape[1])}
+    cols["label"] = y if label_values is None else [label_values[v] for v in y]
+    return pa.table(cols)
+
+
+@pytest.fixture
+def blobs():
+    return make_blobs()
+
+
+@pytest.fixture
+def blob_file(tmp_path, blobs):
+    """One Parquet file with float32 columns x0..x4 and an int64 label with 3 classes."""
+    path = tmp_path / "blobs.parquet"
+    pq.write_table(blob_table(*blobs), path, row_group_size=128)
+    return path
+
+
+@pytest.fixture
+def blob_dir(tmp_path, blobs):
+    """The same rows split over 4 files in a directory, each in several small row groups."""
+    X, y = blobs
+    d = tmp_path / "parts"
+    d.mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(len(y)), 4)):
+        pq.write_table(blob_table(X[rows], y[rows]), d / f"part-{i}.parquet", row_group_size=37)
+    return d
+
+
+@pytest.fixture
+def mnist_train():
+    return EXAMPLES / "mnist_train.parquet"
+
+
+@pytest.fixture
+def mnist_test():
+    return EXAMPLES / "mnist_test.parquet"

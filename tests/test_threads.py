@@ -1,0 +1,42 @@
+"""The thread budget: a threading layer that never spins against BLAS, and one count for all."""
+import os
+import subprocess
+import sys
+
+import numba
+import pyarrow
+
+from streambp import threads
+
+
+def test_layer_and_wait_policy_in_effect():
+    assert threads.concurrent_calls_safe() in (True, False)  # runs a parallel kernel first
+    layer = numba.threading_layer()
+    assert layer in threads.LAYER_PRIORITY
+    if layer == "omp":
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_configure_sets_one_budget_for_numba_blas_and_arrow():
+    try:
+        assert threads.configure(1) == 1
+        info = threads.info()
+        assert info["numba_threads"] == 1
+        assert info["pyarrow_cpu_count"] == 1
+        paths = [path for _, path, _ in info["blas"]]
+        assert any("scipy" in p for p in paths), "the BLAS behind Numba's np.dot must be limited too"
+        assert all(n == 1 for _, _, n in info["blas"])
+    finally:
+        threads.configure(None)
+    assert numba.get_num_threads() == min(os.cpu_count(), numba.config.NUMBA_NUM_THREADS)
+    assert pyarrow.cpu_count() == numba.get_num_threads()
+
+
+def test_fresh_process_prefers_passive_openmp():
+    code = ("import os, numba, streambp; from streambp import threads; threads.concurrent_calls_safe(); "
+            "print(numba.threading_layer(), os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    layer, policy = out.split()
+    assert policy == "PASSIVE"
+    assert layer == "omp" or layer in threads.LAYER_PRIORITY[1:]
