@@ -22,6 +22,8 @@ class Stepper:
     def loss_and_grad(self, X, y):
         """Mean cross-entropy of the minibatch; its gradient is left in self.dtheta."""
         n = X.shape[0]
+        if n > self.ws.rows:
+            raise ValueError(f"minibatch of {n} rows; this Stepper was built for at most {self.ws.rows}")
         w = self.mean_weights if n == self.ws.rows else np.full(n, 1.0 / n, dtype=self.dtheta.dtype)
         m, ws = self.model, self.ws
         return network_loss_and_grad(self.dtheta, ws.acts, ws.deltas, ws.losses, m.theta, m.layout, X, y, w,
