@@ -3,6 +3,20 @@ import contextlib
 import os
 import tempfile
 
+from .errors import StreambpError
+
+
+def check_writable(path):
+    """Raise a StreambpError now, before any work, if `path` cannot be written as a file."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise StreambpError(f"Cannot write {path}: it is a directory.")
+    if not os.path.isdir(directory):
+        raise StreambpError(f"Cannot write {path}: directory {directory} does not exist.")
+    if not os.access(directory, os.W_OK):
+        raise StreambpError(f"Cannot write {path}: no permission to write in {directory}.")
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -11,6 +25,7 @@ def atomic_path(path):
     On any error the temporary file is removed and `path` is left as it was.
     """
     path = os.fspath(path)
+    check_writable(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
     os.close(fd)

@@ -4,6 +4,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from .errors import StreambpError
@@ -22,7 +23,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except StreambpError as e:
-            stderr.print(f"[bold red]Error:[/] {e}", highlight=False, soft_wrap=True)
+            stderr.print(f"[bold red]Error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper

@@ -3,7 +3,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable
 from .errors import StreambpError
 from .kernels.network import network_predict_proba
 from .model import Workspace
@@ -79,6 +79,7 @@ def evaluate(model, source, label, chunk_rows=16384):
 
 def predict_to_parquet(model, source, out, id_column=None):
     """Write the predicted label and one probability column per class to Parquet, atomically."""
+    check_writable(out)
     spec = model_spec(model, source)
     if id_column:
         require_column(source, id_column, "id")

@@ -8,6 +8,7 @@ Model file (format version 1): a NumPy .npz archive, read with allow_pickle=Fals
 """
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -126,19 +127,33 @@ class Model:
 def load(path):
     """Read a model file written by Model.save."""
     path = os.fspath(path)
+    not_model = f"{path} is not a streambp model file"
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise StreambpError(f"{not_model} (it holds a single array, not a model archive).")
+        with z:
             theta = z["theta"]
             meta = json.loads(z["metadata"].tobytes().decode("utf-8"))
     except FileNotFoundError:
         raise StreambpError(f"Model file {path} does not exist.") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise StreambpError(f"{path} is not a streambp model file ({e}).") from None
-    if meta.get("format") != FORMAT:
-        raise StreambpError(f"{path} is not a streambp model file (format {meta.get('format')!r}).")
+    except IsADirectoryError:
+        raise StreambpError(f"Model file {path} is a directory.") from None
+    except KeyError as e:
+        raise StreambpError(f"{not_model} (no {e.args[0]!r} array).") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, UnicodeDecodeError):
+        raise StreambpError(f"{not_model} (not a readable .npz archive).") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise StreambpError(f"{not_model} (its metadata does not say format {FORMAT!r}).")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise StreambpError(f"{path} has model format version {version}; this streambp reads versions up to "
                             f"{FORMAT_VERSION}. Upgrade streambp to read it.")
-    return Model(meta["sizes"], theta, meta["classes"], meta["features"], meta.get("label_type", "int64"),
-                 meta.get("input_column"), meta.get("training"))
+    missing = [k for k in ("sizes", "classes", "features") if k not in meta]
+    if missing:
+        raise StreambpError(f"{not_model} (its metadata lacks {', '.join(missing)}).")
+    try:
+        return Model(meta["sizes"], theta, meta["classes"], meta["features"], meta.get("label_type", "int64"),
+                     meta.get("input_column"), meta.get("training"))
+    except (TypeError, ValueError) as e:
+        raise StreambpError(f"{not_model} ({e}).") from None

@@ -16,6 +16,7 @@ from numba.typed import List
 from .errors import StreambpError
 from .kernels.gather import copy_rows, gather_columns
 from .plugins import sources
+from .threads import concurrent_calls_safe
 
 READ_ROWS = 65536  # rows per record batch asked from a source
 
@@ -23,6 +24,8 @@ READ_ROWS = 65536  # rows per record batch asked from a source
 def open_source(path, name=None):
     """Open `path` with the source called `name`, or the one registered for its file extension."""
     entries = sources.entries()
+    if name is None and not os.path.exists(path) and not any(ch in os.fspath(path) for ch in "*?["):
+        raise StreambpError(f"{path} does not exist.")
     if name is None:
         target = os.fspath(path).rstrip("/")
         for candidate, (_, extensions) in entries.items():
@@ -99,6 +102,8 @@ def resolve_features(source, label, features=None):
     require_column(source, label, "label")
     schema = source.schema
     if features:
+        if label in features:
+            raise StreambpError(f"Column {label!r} is the label; it cannot also be a feature.")
         for c in features:
             require_column(source, c, "feature")
             t = schema.field(c).type
@@ -106,8 +111,6 @@ def resolve_features(source, label, features=None):
                 raise StreambpError(f"{source.files[0]}: feature column {c!r} has type {t}, which is not numeric "
                                     "(features must be integer or floating-point columns, or one list column "
                                     "of numbers).")
-        if c == label:
-            raise StreambpError(f"Column {label!r} is the label; it cannot also be a feature.")
         names = list(features)
     else:
         names = [f.name for f in schema if f.name != label and is_numeric(f.type)]
@@ -210,7 +213,9 @@ class BatchDecoder:
             arr = batch.column(name)
             if arr.null_count:
                 raise StreambpError(f"{f}: feature column {name!r} is null in row {row0 + _null_row(arr)}.")
-            cols.append(arr.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False))
+            col = arr.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False)
+            col.flags.writeable = False  # one array type in the typed list, whether Arrow's buffer or a copy
+            cols.append(col)
         return cols
 
     def fill(self, X, src, start, f, row0):
@@ -273,7 +278,13 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=2):
 
 
 def prefetched(iterable, depth=2):
-    """Run `iterable` in a background thread, up to `depth` items ahead; its errors re-raise here."""
+    """Run `iterable` in a background thread, up to `depth` items ahead; its errors re-raise here.
+
+    Runs it inline when depth is 0 or the threading layer cannot take parallel calls from two threads.
+    """
+    if depth == 0 or not concurrent_calls_safe():
+        yield from iterable
+        return
     q = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()

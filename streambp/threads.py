@@ -28,9 +28,9 @@ def configure(threads=None):
     import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS that Numba's np.dot calls, to limit it)
     from threadpoolctl import threadpool_limits
 
-    n = threads or os.cpu_count() or 1
+    n = (os.cpu_count() or 1) if threads is None else threads
     if n < 1:
-        raise ValueError("threads must be at least 1")
+        raise ValueError(f"threads must be at least 1, got {threads}")
     n = min(n, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")

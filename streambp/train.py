@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import __version__, threads
+from .atomic import check_writable
 from .errors import StreambpError
 from .evaluate import evaluate, model_spec
 from .model import Model, load
@@ -44,6 +45,8 @@ def check_config(c):
     for name, low in (("epochs", 0), ("batch_size", 1), ("buffer_rows", 1), ("prefetch", 0)):
         if getattr(c, name) < low:
             raise StreambpError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(c, name)}.")
+    if c.threads is not None and c.threads < 1:
+        raise StreambpError(f"--threads must be at least 1, got {c.threads}.")
     if not c.lr > 0:
         raise StreambpError(f"--lr must be positive, got {c.lr}.")
     if c.hidden is not None and any(h < 1 for h in c.hidden):
@@ -76,6 +79,8 @@ def build_model(c, source):
 def fit(c: FitConfig):
     """Train as configured; write the model to c.out (atomically) and return it."""
     check_config(c)
+    if c.out:
+        check_writable(c.out)
     n_threads = threads.configure(c.threads)
     source = open_source(c.data, c.source)
     model, labels = build_model(c, source)
@@ -87,7 +92,6 @@ def fit(c: FitConfig):
     optimizer = optimizers.get(c.optimizer)[0](model.theta)
     logs = [loggers.get(name)[0]() for name in c.loggers]
     stepper = Stepper(model, optimizer, c.batch_size)
-    depth = c.prefetch if threads.concurrent_calls_safe() else 0
     chunk_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
     history = []
     steps = 0
@@ -96,11 +100,11 @@ def fit(c: FitConfig):
     t_fit = time.perf_counter()
     for epoch in range(1, c.epochs + 1):
         rng = np.random.default_rng([c.seed, epoch]) if c.shuffle else None
-        batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, depth)
+        batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, c.prefetch)
         t0 = last = time.perf_counter()
         rows = 0
         loss_sum = 0.0
-        for X, y in (prefetched(batches, depth) if depth else batches):
+        for X, y in prefetched(batches, c.prefetch):
             for s in range(0, X.shape[0], c.batch_size):
                 loss = stepper.step(X[s:s + c.batch_size], y[s:s + c.batch_size], c.lr)
                 n = min(c.batch_size, X.shape[0] - s)

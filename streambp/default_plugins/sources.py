@@ -14,7 +14,7 @@ PARQUET_EXTENSIONS = (".parquet", ".pq", ".parq")
 def expand_paths(path, extensions):
     """The files named by a file path, a directory (searched recursively) or a glob, in sorted order."""
     path = os.fspath(path)
-    if any(ch in path for ch in "*?["):
+    if not os.path.exists(path) and any(ch in path for ch in "*?["):
         files = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         if not files:
             raise StreambpError(f"No files match {path}.")
