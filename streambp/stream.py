@@ -231,7 +231,7 @@ class BatchDecoder:
                                 "features must be finite numbers.")
 
 
-def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=2):
+def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1):
     """Yield (X [n, D], y int32 [n], unknown) views of pooled buffers, n = chunk_rows except at the end.
 
     With rng, each chunk's rows are in a random order (a shuffle buffer of chunk_rows rows).
@@ -277,7 +277,7 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=2):
         yield emit(pos)
 
 
-def prefetched(iterable, depth=2):
+def prefetched(iterable, depth=1):
     """Run `iterable` in a background thread, up to `depth` items ahead; its errors re-raise here.
 
     Runs it inline when depth is 0 or the threading layer cannot take parallel calls from two threads.

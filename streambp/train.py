@@ -35,8 +35,8 @@ class FitConfig:
     optimizer: str = "sgd"
     loggers: list = field(default_factory=lambda: ["console"])
     shuffle: bool = True
-    buffer_rows: int = 32768
-    prefetch: int = 2
+    buffer_rows: int = 16384
+    prefetch: int = 1
     source: str | None = None
     dtype: str = "float32"
 

@@ -28,7 +28,7 @@ def command(
     optimizer: Annotated[str, typer.Option(help="Optimizer name (see `streambp plugins --all`).")] = "sgd",
     logger: Annotated[Optional[list[str]], typer.Option(help="Logger name; repeatable.")] = None,
     shuffle: Annotated[bool, typer.Option(help="Shuffle rows within a buffer each epoch.")] = True,
-    buffer_rows: Annotated[int, typer.Option(help="Rows per shuffle/prefetch buffer.")] = 32768,
+    buffer_rows: Annotated[int, typer.Option(help="Rows per shuffle/prefetch buffer.")] = 16384,
     source: Annotated[Optional[str], typer.Option(help="Data source name (default: by file extension).")] = None,
 ):
     """Train a network on DATA and write it to --out."""

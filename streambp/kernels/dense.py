@@ -6,31 +6,35 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import bias_sigmoid_forward
+from .compile import OPTIONS, by_size
 
 
-@njit(cache=True, parallel=True)
-def bias_forward(z, b):
+def _bias_forward(z, b):
     """z[B, O] <- z + b[O], in place."""
     for i in prange(z.shape[0]):
-        for j in range(z.shape[1]):
-            z[i, j] += b[j]
+        row = z[i]
+        for j in range(row.shape[0]):
+            row[j] += b[j]
 
 
-@njit(cache=True)
+bias_forward = by_size(_bias_forward)
+
+
+@njit(**OPTIONS)
 def dense_forward(z, inp, W, b):
     """z[B, O] <- inp[B, I] W[O, I]^T + b[O] (a linear layer, used for the logits)."""
     np.dot(inp, W.T, z)
     bias_forward(z, b)
 
 
-@njit(cache=True)
+@njit(**OPTIONS)
 def dense_sigmoid_forward(a, inp, W, b):
     """a[B, O] <- sigmoid(inp[B, I] W[O, I]^T + b[O]); bias and sigmoid fused in one pass."""
     np.dot(inp, W.T, a)
     bias_sigmoid_forward(a, b)
 
 
-@njit(cache=True)
+@njit(**OPTIONS)
 def dense_backward(dW, db, dinp, dz, inp, W, ones):
     """Gradients of a dense layer from the error dz[B, O] at its pre-activation.
 

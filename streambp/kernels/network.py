@@ -8,24 +8,26 @@ Workspaces acts and deltas hold, for B rows, every layer's [B, O] block one afte
 import numpy as np
 from numba import njit
 
+from .compile import OPTIONS
+
 from .dense import dense_backward, dense_forward, dense_sigmoid_forward
 from .activations import sigmoid_backward
 from .softmax import crossentropy_softmax_backward, softmax_crossentropy_forward, softmax_forward
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **OPTIONS)
 def _weights(theta, layout, l):
     I, O, p = layout[l, 0], layout[l, 1], layout[l, 2]
     return theta[p:p + O * I].reshape(O, I), theta[p + O * I:p + O * I + O]
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **OPTIONS)
 def _block(buf, layout, l, n):
     O, q = layout[l, 1], layout[l, 3]
     return buf[n * q:n * q + n * O].reshape(n, O)
 
 
-@njit(cache=True)
+@njit(**OPTIONS)
 def network_forward(acts, theta, layout, X):
     """Fill acts with each layer's output for X[B, D]; return the logits view [B, K] (no softmax)."""
     n = X.shape[0]
@@ -42,13 +44,13 @@ def network_forward(acts, theta, layout, X):
     return inp
 
 
-@njit(cache=True)
+@njit(**OPTIONS)
 def network_predict_proba(probs, acts, theta, layout, X):
     """probs[B, K] <- the network's class probabilities for X[B, D]."""
     softmax_forward(probs, network_forward(acts, theta, layout, X))
 
 
-@njit(cache=True)
+@njit(**OPTIONS)
 def network_loss(acts, losses, theta, layout, X, y, weights):
     """Forward pass and cost C = sum_i weights[i] * -ln a^L[i, y[i]]; acts' last block ends as a^L."""
     logits = network_forward(acts, theta, layout, X)
@@ -60,7 +62,7 @@ def network_loss(acts, losses, theta, layout, X, y, weights):
     return c
 
 
-@njit(cache=True)
+@njit(**OPTIONS)
 def network_loss_and_grad(dtheta, acts, deltas, losses, theta, layout, X, y, weights, ones):
     """Cost of the minibatch X[B, D], y[B] and its gradient dtheta[P] by backpropagation.
 

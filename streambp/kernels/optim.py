@@ -2,11 +2,15 @@
 
 Dimension key: P parameters.
 """
-from numba import njit, prange
+from numba import prange
+
+from .compile import by_size
 
 
-@njit(cache=True, parallel=True)
-def sgd_update(theta, dtheta, lr):
+def _sgd_update(theta, dtheta, lr):
     """theta[P] <- theta - lr * dtheta[P]."""
     for i in prange(theta.shape[0]):
         theta[i] -= lr * dtheta[i]
+
+
+sgd_update = by_size(_sgd_update)

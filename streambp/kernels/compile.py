@@ -1,0 +1,35 @@
+"""How kernels are compiled: each elementwise body is built serial and parallel, and a dispatcher
+picks one by the size of the work, since waking the thread pool costs more than a small pass.
+
+error_model="numpy" drops the division-by-zero checks that stop LLVM from vectorising loops;
+fastmath "contract" only allows fused multiply-adds, so NaN and inf keep their meaning.
+"""
+import types
+
+from numba import njit
+
+OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
+PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, one thread finishes before the pool wakes up
+
+
+def _renamed(fn, suffix):
+    """A copy of fn under another name, so that Numba's on-disk cache keeps each build apart."""
+    f = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    f.__qualname__ = fn.__qualname__ + suffix
+    f.__doc__ = fn.__doc__
+    return f
+
+
+def by_size(body):
+    """Compile body(out, *inputs) (written with prange) serial and parallel; return a jitted function
+    that runs the parallel build when out has at least PARALLEL_MIN_ELEMENTS elements."""
+    serial = njit(**OPTIONS)(body)
+    parallel = njit(parallel=True, **OPTIONS)(_renamed(body, "_parallel"))
+
+    def dispatch(out, *inputs):
+        if out.size < PARALLEL_MIN_ELEMENTS:
+            serial(out, *inputs)
+        else:
+            parallel(out, *inputs)
+
+    return njit(**OPTIONS)(_renamed(dispatch, "_" + body.__name__.lstrip("_")))
