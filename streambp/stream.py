@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba.typed import List
 
 from .errors import StreambpError
 from .kernels.gather import copy_rows, gather_columns
@@ -192,7 +191,8 @@ class BatchDecoder:
         self.dtype = np.dtype(dtype)
 
     def matrix_source(self, f, row0, batch):
-        """The batch's features as something fill() can copy from: a typed list of columns or [N, D]."""
+        """The batch's features as fill() copies from: an [N, D] array (a list column, viewed without a
+        copy when it holds the model's dtype) or a tuple (column data addresses, the columns)."""
         spec = self.spec
         if spec.input_column:
             arr = batch.column(spec.input_column)
@@ -208,15 +208,13 @@ class BatchDecoder:
                     raise StreambpError(f"{f}: column {spec.input_column!r} has {lengths[i]} values in row "
                                         f"{row0 + i}, expected {spec.width}.")
             return values.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False).reshape(-1, spec.width)
-        cols = List()
+        cols = []
         for name in spec.features:
             arr = batch.column(name)
             if arr.null_count:
                 raise StreambpError(f"{f}: feature column {name!r} is null in row {row0 + _null_row(arr)}.")
-            col = arr.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False)
-            col.flags.writeable = False  # one array type in the typed list, whether Arrow's buffer or a copy
-            cols.append(col)
-        return cols
+            cols.append(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False), dtype=self.dtype))
+        return np.array([c.ctypes.data for c in cols], dtype=np.int64), cols
 
     def fill(self, X, src, start, f, row0):
         """X[n, D] <- rows start .. start + n of src; raise naming file, row and column on NaN or inf."""
@@ -224,7 +222,7 @@ class BatchDecoder:
         if isinstance(src, np.ndarray):
             bad = copy_rows(X, src, np.arange(start, start + n))
         else:
-            bad = gather_columns(X, src, start)
+            bad = gather_columns(X, src[0], start)
         if bad >= 0:
             i, j = divmod(int(bad), self.spec.width)
             raise StreambpError(f"{f}: feature {self.spec.features[j]!r} is {X[i, j]} in row {row0 + start + i}; "

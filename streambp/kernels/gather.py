@@ -3,30 +3,45 @@
 Dimension key: N rows, D features.
 """
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import carray, njit, prange, types
+from numba.extending import intrinsic
 
-ROW_BLOCK = 64  # rows per task: a block of a wide matrix stays in the L2 cache while columns fill it
+from .compile import OPTIONS
+
+ROW_BLOCK = 256  # rows per parallel task
+COL_BLOCK = 64  # columns per tile: the tile of X (64 KiB in float32) stays in cache while columns fill it
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def gather_columns(X, cols, start):
-    """X[N, D] <- cols[j][start + i] for each of the D column arrays; return the first index
-    i * D + j holding NaN or inf, or -1 when every value is finite."""
+@intrinsic
+def _address_as_voidptr(typingctx, address):
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return types.voidptr(types.int64), codegen
+
+
+@njit(parallel=True, nogil=True, **OPTIONS)
+def gather_columns(X, addresses, start):
+    """X[N, D] <- column j's element start + i, for D contiguous columns of X's dtype whose data start
+    at addresses[D] (the caller keeps them alive); return the first index i * D + j of X holding
+    NaN or inf, or -1 when every value is finite."""
     n, D = X.shape
     nblocks = (n + ROW_BLOCK - 1) // ROW_BLOCK
     bad = np.full(nblocks, -1, dtype=np.int64)
     for blk in prange(nblocks):
         r0 = blk * ROW_BLOCK
         r1 = min(n, r0 + ROW_BLOCK)
-        for j in range(D):
-            c = cols[j]
-            for i in range(r0, r1):
-                X[i, j] = c[start + i]
+        for j0 in range(0, D, COL_BLOCK):
+            for j in range(j0, min(D, j0 + COL_BLOCK)):
+                col = carray(_address_as_voidptr(addresses[j]), (start + r1,), X.dtype)
+                for i in range(r0, r1):
+                    X[i, j] = col[start + i]
         bad[blk] = _first_nonfinite(X, r0, r1)
     return _first_bad(bad)
 
 
-@njit(cache=True, parallel=True, nogil=True)
+@njit(parallel=True, nogil=True, **OPTIONS)
 def copy_rows(X, src, rows):
     """X[N, D] <- src[rows[i], :] (rows[N] may be any selection or permutation); return the first
     index i * D + j of X holding NaN or inf, or -1."""
@@ -37,24 +52,23 @@ def copy_rows(X, src, rows):
         r0 = blk * ROW_BLOCK
         r1 = min(n, r0 + ROW_BLOCK)
         for i in range(r0, r1):
-            r = rows[i]
-            for j in range(D):
-                X[i, j] = src[r, j]
+            X[i, :] = src[rows[i], :]
         bad[blk] = _first_nonfinite(X, r0, r1)
     return _first_bad(bad)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **OPTIONS)
 def _first_nonfinite(X, r0, r1):
     D = X.shape[1]
     for i in range(r0, r1):
+        row = X[i]
         for j in range(D):
-            if not np.isfinite(X[i, j]):
+            if not np.isfinite(row[j]):
                 return i * D + j
     return -1
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **OPTIONS)
 def _first_bad(bad):
     for b in bad:
         if b >= 0:
