@@ -12,24 +12,35 @@ OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, one thread finishes before the pool wakes up
 
 
-def _renamed(fn, suffix):
-    """A copy of fn under another name, so that Numba's on-disk cache keeps each build apart."""
-    f = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+def _renamed(fn, suffix, namespace=None):
+    """A copy of fn under another name (so that Numba's on-disk cache keeps each build apart),
+    optionally resolving its global names in `namespace` instead of its module."""
+    f = types.FunctionType(fn.__code__, fn.__globals__ if namespace is None else namespace,
+                           fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
     f.__qualname__ = fn.__qualname__ + suffix
     f.__doc__ = fn.__doc__
     return f
 
 
+def _dispatch(out, *inputs):
+    if out.size < PARALLEL_MIN_ELEMENTS:
+        serial(out, *inputs)  # noqa: F821 (names of the namespace by_size gives each copy)
+    else:
+        parallel(out, *inputs)  # noqa: F821
+
+
 def by_size(body):
     """Compile body(out, *inputs) (written with prange) serial and parallel; return a jitted function
-    that runs the parallel build when out has at least PARALLEL_MIN_ELEMENTS elements."""
-    serial = njit(**OPTIONS)(body)
-    parallel = njit(parallel=True, **OPTIONS)(_renamed(body, "_parallel"))
+    that runs the parallel build when out has at least PARALLEL_MIN_ELEMENTS elements.
 
-    def dispatch(out, *inputs):
-        if out.size < PARALLEL_MIN_ELEMENTS:
-            serial(out, *inputs)
-        else:
-            parallel(out, *inputs)
-
-    return njit(**OPTIONS)(_renamed(dispatch, "_" + body.__name__.lstrip("_")))
+    The dispatcher finds the two builds as globals, not in a closure: Numba keys its cache on the
+    pickled closure, which differs from one process to the next, so a closure would compile anew
+    in every process.
+    """
+    namespace = {
+        "__name__": __name__,
+        "serial": njit(**OPTIONS)(body),
+        "parallel": njit(parallel=True, **OPTIONS)(_renamed(body, "_parallel")),
+        "PARALLEL_MIN_ELEMENTS": PARALLEL_MIN_ELEMENTS,
+    }
+    return njit(**OPTIONS)(_renamed(_dispatch, body.__name__, namespace))

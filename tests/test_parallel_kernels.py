@@ -1,0 +1,62 @@
+"""The parallel builds of the elementwise kernels (taken for large work) match the reference and,
+bit for bit, the serial builds (taken for small work)."""
+import numpy as np
+import pytest
+
+import reference as ref
+from streambp.kernels.activations import bias_sigmoid_forward, sigmoid_backward
+from streambp.kernels.compile import PARALLEL_MIN_ELEMENTS
+from streambp.kernels.dense import bias_forward
+from streambp.kernels.optim import sgd_update
+from streambp.kernels.softmax import crossentropy_softmax_backward, softmax_crossentropy_forward, softmax_forward
+
+K = 7
+ROWS = PARALLEL_MIN_ELEMENTS // K + 3  # rows * K >= PARALLEL_MIN_ELEMENTS: the parallel build runs
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def builds(kernel):
+    g = kernel.py_func.__globals__
+    return g["serial"], g["parallel"]
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+def run_all(kernel, make_args):
+    """Run the dispatcher, the serial and the parallel build on fresh copies; return the outputs."""
+    outs = []
+    for fn in (kernel, *builds(kernel)):
+        args = make_args()
+        fn(*args)
+        outs.append(args)
+    for serial_arg, parallel_arg in zip(outs[1], outs[2]):
+        np.testing.assert_array_equal(serial_arg, parallel_arg)
+    return outs[0]
+
+
+def test_elementwise_kernels_large(dtype):
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, size=(ROWS, K)).astype(dtype)
+    b = rng.normal(size=K).astype(dtype)
+    y = (np.arange(ROWS) % K).astype(np.int32)
+    tol = TOL[dtype]
+
+    a, _ = run_all(bias_sigmoid_forward, lambda: (z.copy(), b))
+    np.testing.assert_allclose(a, ref.sigmoid(z.astype(np.float64) + b), **tol)
+    s, _ = run_all(bias_forward, lambda: (z.copy(), b))
+    np.testing.assert_allclose(s, z.astype(np.float64) + b, **tol)
+    dz, _, _ = run_all(sigmoid_backward, lambda: (np.empty_like(z), z, a))
+    np.testing.assert_allclose(dz, z.astype(np.float64) * a * (1 - a.astype(np.float64)), **tol)
+    p, _ = run_all(softmax_forward, lambda: (np.empty_like(z), z))
+    np.testing.assert_allclose(p, ref.softmax(z), **tol)
+    p, losses, _, _ = run_all(softmax_crossentropy_forward, lambda: (np.empty_like(z), np.empty(ROWS, dtype), z, y))
+    np.testing.assert_allclose(losses, ref.crossentropy(z, y), **tol)
+    w = np.full(ROWS, 1.0 / ROWS, dtype=dtype)
+    d, _, _, _ = run_all(crossentropy_softmax_backward, lambda: (np.empty_like(p), p, y, w))
+    np.testing.assert_allclose(d, (p - ref.onehot(y, K)) * w.astype(np.float64)[:, None], **tol)
+    theta, g = z.ravel().copy(), z.ravel()[::-1].copy()
+    t, _, _ = run_all(sgd_update, lambda: (theta.copy(), g, dtype(0.1)))
+    np.testing.assert_allclose(t, theta.astype(np.float64) - dtype(0.1) * g.astype(np.float64), **tol)
