@@ -8,6 +8,7 @@ workqueue (whose workers also sleep). NUMBA_THREADING_LAYER and OMP_WAIT_POLICY 
 The prange loops and the BLAS calls alternate in one thread, so each may use the whole budget.
 """
 import os
+import time
 
 LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
@@ -63,3 +64,54 @@ def concurrent_calls_safe():
 
     sgd_update(np.zeros(1), np.zeros(1), 0.0)  # makes sure the threading layer is initialised
     return numba.threading_layer() != "workqueue"
+
+
+class BlasTuner:
+    """Keeps BLAS on whichever is faster now: one thread or the whole budget.
+
+    A multi-threaded BLAS call waits for all its workers; when another process holds a core, a
+    descheduled worker makes every call wait for the scheduler (measured here: training fell from
+    234k to under 2k rows/s with 2 BLAS threads beside one busy process, and ran at 115k on 1).
+    Every `interval` seconds, tick() times `probe` steps on one thread and `probe` on the budget,
+    then keeps the faster. GEMM splits its output among threads, so results do not depend on it.
+    """
+
+    def __init__(self, threads, interval=5.0, probe=8):
+        from threadpoolctl import ThreadpoolController
+
+        self.libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        self.threads = threads
+        self.interval = interval
+        self.probe = probe
+        self.current = threads
+        self.phase = 0  # 0: running; 1: timing one thread; 2: timing the budget
+        self.count = 0
+        self.started = self.next_probe = time.perf_counter() + 0.25  # after the first steps
+        self.single = 0.0
+
+    def _set(self, n):
+        if n != self.current:
+            for lib in self.libs:
+                lib.set_num_threads(n)
+            self.current = n
+
+    def tick(self):
+        """Call once per training step."""
+        if self.threads == 1:
+            return
+        now = time.perf_counter()
+        if self.phase == 0:
+            if now >= self.next_probe:
+                self._set(1)
+                self.phase, self.count, self.started = 1, 0, now
+            return
+        self.count += 1
+        if self.count < self.probe:
+            return
+        if self.phase == 1:
+            self.single = now - self.started
+            self._set(self.threads)
+            self.phase, self.count, self.started = 2, 0, now
+        else:
+            self._set(self.threads if now - self.started <= self.single else 1)
+            self.phase, self.next_probe = 0, now + self.interval

@@ -10,6 +10,7 @@ from .errors import StreambpError
 from .evaluate import evaluate, model_spec
 from .model import Model, load
 from .plugins import loggers, optimizers
+from .schedules import make_schedule
 from .step import Stepper
 from .stream import LabelEncoder, chunks, open_source, prefetched, resolve_features, scan_labels
 
@@ -33,6 +34,10 @@ class FitConfig:
     init: str | None = None
     out: str | None = "model.npz"
     optimizer: str = "sgd"
+    optimizer_params: dict = field(default_factory=dict)  # hyper-parameters, e.g. {"momentum": 0.9}
+    lr_schedule: str = "constant"  # see streambp/schedules.py
+    lr_schedule_params: dict = field(default_factory=dict)  # e.g. {"gamma": 0.5}
+    warmup_steps: int = 0
     loggers: list = field(default_factory=lambda: ["console"])
     shuffle: bool = True
     buffer_rows: int = 16384
@@ -89,9 +94,13 @@ def fit(c: FitConfig):
     if val_source is not None:
         model_spec(model, val_source)
     encoder = LabelEncoder(c.label, model.classes, model.label_type)
-    optimizer = optimizers.get(c.optimizer)[0](model.theta)
+    optimizer = optimizers.get(c.optimizer)[0](model.theta, **c.optimizer_params)
+    steps_per_epoch = max(1, -(-labels.rows // c.batch_size))
+    lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
+                          **c.lr_schedule_params)
     logs = [loggers.get(name)[0]() for name in c.loggers]
     stepper = Stepper(model, optimizer, c.batch_size)
+    tuner = threads.BlasTuner(n_threads)
     chunk_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
     history = []
     steps = 0
@@ -106,7 +115,8 @@ def fit(c: FitConfig):
         loss_sum = 0.0
         for X, y in prefetched(batches, c.prefetch):
             for s in range(0, X.shape[0], c.batch_size):
-                loss = stepper.step(X[s:s + c.batch_size], y[s:s + c.batch_size], c.lr)
+                loss = stepper.step(X[s:s + c.batch_size], y[s:s + c.batch_size], lr_at(steps))
+                tuner.tick()
                 n = min(c.batch_size, X.shape[0] - s)
                 rows += n
                 loss_sum += loss * n
