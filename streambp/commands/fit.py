@@ -8,6 +8,11 @@ from ..train import DEFAULT_HIDDEN, FitConfig, fit
 NAME = "fit"
 
 
+def given(**options):
+    """The options given (not None); the others keep the optimizer's or the schedule's defaults."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def command(
     data: Annotated[str, typer.Argument(help="Parquet file, directory of Parquet files, or glob.")],
     label: Annotated[str, typer.Option(help="Label column: integer, string or dictionary-encoded.")] = "label",
@@ -26,6 +31,28 @@ def command(
     init: Annotated[Optional[str], typer.Option(help="Start from this model's weights (warm start).")] = None,
     out: Annotated[str, typer.Option(help="Model file to write.")] = "model.npz",
     optimizer: Annotated[str, typer.Option(help="Optimizer name (see `streambp plugins --all`).")] = "sgd",
+    momentum: Annotated[Optional[float], typer.Option(help="Momentum (sgd, rmsprop; default 0).")] = None,
+    nesterov: Annotated[bool, typer.Option(
+        "--nesterov", help="Nesterov momentum (sgd, with --momentum).")] = False,
+    weight_decay: Annotated[Optional[float], typer.Option(
+        help="Weight decay (default 0; adamw: decoupled, default 0.01).")] = None,
+    beta1: Annotated[Optional[float], typer.Option(
+        help="First-moment decay (adam, adamw; default 0.9).")] = None,
+    beta2: Annotated[Optional[float], typer.Option(
+        help="Second-moment decay (adam, adamw; default 0.999).")] = None,
+    eps: Annotated[Optional[float], typer.Option(
+        help="Denominator term (adam, adamw, rmsprop: default 1e-8; adagrad: 1e-10).")] = None,
+    lr_schedule: Annotated[str, typer.Option(
+        help="Learning-rate schedule: constant, step, exponential or cosine.")] = "constant",
+    lr_step_size: Annotated[Optional[int], typer.Option(
+        help="step schedule: epochs between decays (default 1).")] = None,
+    lr_gamma: Annotated[Optional[float], typer.Option(
+        help="Decay factor (step schedule: default 0.1 every --lr-step-size epochs; exponential: 0.9 every "
+             "epoch).")] = None,
+    lr_min: Annotated[Optional[float], typer.Option(
+        help="cosine schedule: final learning rate (default 0).")] = None,
+    warmup_steps: Annotated[int, typer.Option(
+        help="Ramp the learning rate linearly up to the schedule's over this many steps.")] = 0,
     logger: Annotated[Optional[list[str]], typer.Option(help="Logger name; repeatable.")] = None,
     shuffle: Annotated[bool, typer.Option(help="Shuffle rows within a buffer each epoch.")] = True,
     buffer_rows: Annotated[int, typer.Option(help="Rows per shuffle/prefetch buffer.")] = 16384,
@@ -36,5 +63,10 @@ def command(
         data=data, label=label, features=features.split(",") if features else None,
         hidden=None if hidden is None else parse_int_list(hidden, "--hidden"), epochs=epochs,
         batch_size=batch_size, lr=lr, seed=seed, threads=threads, val=val, init=init, out=out,
-        optimizer=optimizer, loggers=logger or ["console"], shuffle=shuffle, buffer_rows=buffer_rows,
+        optimizer=optimizer,
+        optimizer_params=given(momentum=momentum, nesterov=nesterov or None, weight_decay=weight_decay,
+                               beta1=beta1, beta2=beta2, eps=eps),
+        lr_schedule=lr_schedule,
+        lr_schedule_params=given(step_size=lr_step_size, gamma=lr_gamma, lr_min=lr_min),
+        warmup_steps=warmup_steps, loggers=logger or ["console"], shuffle=shuffle, buffer_rows=buffer_rows,
         source=source))
