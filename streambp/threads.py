@@ -11,15 +11,30 @@ import os
 import time
 
 LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+# An OpenMP runtime loaded before streambp (importing torch first does it) read its wait policy
+# already, and Numba's OpenMP layer would share it: spinning threads, measured 7-70x slower.
+PRELOADED_OPENMP_PRIORITY = ["tbb", "workqueue", "omp"]
+
+
+def openmp_loaded():
+    """Whether an OpenMP runtime is already mapped into this process (Linux; False elsewhere)."""
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return False
+    return any(name in maps for name in ("libgomp", "libiomp5", "libomp.so"))
 
 
 def select_layer():
     """Choose the threading layer before the first parallel kernel runs (called at import)."""
     import numba
 
+    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER_PRIORITY = LAYER_PRIORITY
+        numba.config.THREADING_LAYER_PRIORITY = (
+            LAYER_PRIORITY if passive or not openmp_loaded() else PRELOADED_OPENMP_PRIORITY)
 
 
 def configure(threads=None):

@@ -40,3 +40,14 @@ def test_fresh_process_prefers_passive_openmp():
     layer, policy = out.split()
     assert policy == "PASSIVE"
     assert layer == "omp" or layer in threads.LAYER_PRIORITY[1:]
+
+
+def test_openmp_loaded_first_avoids_the_shared_spinning_runtime():
+    code = ("import ctypes, ctypes.util; ctypes.CDLL(ctypes.util.find_library('gomp'), mode=ctypes.RTLD_GLOBAL); "
+            "import numba, streambp; from streambp import threads; threads.concurrent_calls_safe(); "
+            "print(threads.openmp_loaded(), numba.threading_layer())")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    loaded, layer = out.split()
+    assert loaded == "True"
+    assert layer != "omp"
