@@ -87,22 +87,25 @@ class BlasTuner:
     A multi-threaded BLAS call waits for all its workers; when another process holds a core, a
     descheduled worker makes every call wait for the scheduler (measured here: training fell from
     234k to under 2k rows/s with 2 BLAS threads beside one busy process, and ran at 115k on 1).
-    Every `interval` seconds, tick() times `probe` steps on one thread and `probe` on the budget,
-    then keeps the faster. GEMM splits its output among threads, so results do not depend on it.
+    Every `interval` seconds, tick() counts the steps done in `window` seconds on one thread and in
+    `window` seconds on the budget, and keeps one thread only if it did `margin` times more: windows
+    long enough to average over the decoding bursts of the prefetch thread. GEMM splits its output
+    among threads, so results do not depend on the choice.
     """
 
-    def __init__(self, threads, interval=5.0, probe=8):
+    def __init__(self, threads, interval=5.0, window=0.25, margin=1.25):
         from threadpoolctl import ThreadpoolController
 
         self.libs = ThreadpoolController().select(user_api="blas").lib_controllers
         self.threads = threads
         self.interval = interval
-        self.probe = probe
+        self.window = window
+        self.margin = margin
         self.current = threads
-        self.phase = 0  # 0: running; 1: timing one thread; 2: timing the budget
+        self.phase = 0  # 0: running; 1: counting steps on one thread; 2: counting on the budget
         self.count = 0
-        self.started = self.next_probe = time.perf_counter() + 0.25  # after the first steps
-        self.single = 0.0
+        self.single_rate = 0.0
+        self.started = self.next_probe = time.perf_counter() + 2.0  # the first steps are not typical
 
     def _set(self, n):
         if n != self.current:
@@ -121,12 +124,13 @@ class BlasTuner:
                 self.phase, self.count, self.started = 1, 0, now
             return
         self.count += 1
-        if self.count < self.probe:
+        elapsed = now - self.started
+        if elapsed < self.window:
             return
         if self.phase == 1:
-            self.single = now - self.started
+            self.single_rate = self.count / elapsed
             self._set(self.threads)
             self.phase, self.count, self.started = 2, 0, now
         else:
-            self._set(self.threads if now - self.started <= self.single else 1)
+            self._set(1 if self.single_rate > self.margin * self.count / elapsed else self.threads)
             self.phase, self.next_probe = 0, now + self.interval

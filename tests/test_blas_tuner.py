@@ -14,15 +14,17 @@ def drive(tuner, step_seconds):
     real = threads.time.perf_counter
     threads.time.perf_counter = lambda: clock[0]
     try:
-        for _ in range(2 * tuner.probe + 2):
-            tuner.tick()
+        tuner.tick()
+        assert tuner.phase == 1 and tuner.current == 1
+        while tuner.phase:
             clock[0] += step_seconds(tuner.current)
+            tuner.tick()
     finally:
         threads.time.perf_counter = real
 
 
 def tuner_on_two_threads():
-    tuner = threads.BlasTuner(2, interval=100.0, probe=4)
+    tuner = threads.BlasTuner(2, interval=100.0, window=1.0)
     tuner.current = None
     tuner._set(2)  # whatever the core count, BLAS starts on the budget of 2
     return tuner
@@ -49,7 +51,7 @@ def test_keeps_the_budget_when_it_is_faster():
 
 
 def test_single_thread_budget_never_probes():
-    tuner = threads.BlasTuner(1, interval=0.0, probe=1)
+    tuner = threads.BlasTuner(1, interval=0.0, window=0.0)
     for _ in range(10):
         tuner.tick()
     assert tuner.current == 1 and tuner.phase == 0
