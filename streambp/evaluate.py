@@ -13,7 +13,7 @@ from .stream import BatchDecoder, FeatureSpec, LabelEncoder, READ_ROWS, chunks, 
 
 def model_spec(model, source):
     """The model's FeatureSpec, after checking that the source has those columns with usable types."""
-    spec = FeatureSpec(model.features, model.input_column)
+    spec = FeatureSpec(model.features, model.input_column, model.mean, model.inv_std)
     for c in spec.columns:
         if c not in source.schema.names:
             raise StreambpError(f"{source.files[0]} has no column {c!r}, which the model was trained on "
@@ -33,10 +33,11 @@ def probabilities(model, X, probs, ws):
         network_predict_proba(probs[s:s + ws.rows], ws.acts, model.theta, model.layout, X[s:s + ws.rows])
 
 
-def evaluate(model, source, label, chunk_rows=16384):
+def evaluate(model, source, label, chunk_rows=16384, split=None):
     """Accuracy, log loss, confusion matrix, per-class precision and recall over a labelled source.
 
     Rows whose label the model never saw are counted in unknown_labels and left out of the metrics.
+    split = (fraction, True) evaluates only the validation side of a hash split (see stream.chunks).
     """
     require_column(source, label, "label")
     spec = model_spec(model, source)
@@ -48,7 +49,7 @@ def evaluate(model, source, label, chunk_rows=16384):
     confusion = np.zeros((K, K), dtype=np.int64)
     log_loss = 0.0
     unknown = 0
-    for X, y, in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype)):
+    for X, y in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype, split=split)):
         p = probs[:X.shape[0]]
         probabilities(model, X, p, ws)
         known = y >= 0

@@ -1,10 +1,13 @@
 """The network: layer sizes, one flat parameter buffer with per-layer views, and its file format.
 
-Model file (format version 1): a NumPy .npz archive, read with allow_pickle=False, holding
+Model file (format version 2): a NumPy .npz archive, read with allow_pickle=False, holding
   theta     float32 or float64 [P], every layer's W [O, I] (row-major) then b [O], first layer first
-  metadata  uint8 [n], UTF-8 JSON: {"format": "streambp-model", "format_version": 1, "sizes": [D, H.., K],
+  metadata  uint8 [n], UTF-8 JSON: {"format": "streambp-model", "format_version": 2, "sizes": [D, H.., K],
             "classes": [...], "label_type": "int64" | "string" | ..., "features": [names], "input_column":
-            null or the name of one list column holding all D features, "training": {...}}
+            null or the name of one list column holding all D features, "standardized": bool,
+            "training": {...}}
+  scaler_mean, scaler_inv_std  [D], only when "standardized": inputs are used as (x - mean) * inv_std
+Version 1 is version 2 without standardisation; it still loads.
 """
 import json
 import os
@@ -17,7 +20,7 @@ from .errors import StreambpError
 from .kernels.network import network_predict_proba
 
 FORMAT = "streambp-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def make_layout(sizes):
@@ -57,7 +60,7 @@ class Model:
     """
 
     def __init__(self, sizes, theta, classes, features, label_type="int64", input_column=None,
-                 training=None):
+                 training=None, mean=None, inv_std=None):
         self.sizes = [int(s) for s in sizes]
         self.layout = make_layout(self.sizes)
         if theta.shape != (parameter_count(self.sizes),):
@@ -69,6 +72,8 @@ class Model:
         self.label_type = label_type
         self.input_column = input_column
         self.training = dict(training or {})
+        self.mean = None if mean is None else np.asarray(mean, dtype=self.theta.dtype)
+        self.inv_std = None if inv_std is None else np.asarray(inv_std, dtype=self.theta.dtype)
 
     @classmethod
     def initialise(cls, sizes, classes, features, seed=0, dtype=np.float32, **kwargs):
@@ -98,6 +103,8 @@ class Model:
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have shape (N, {self.sizes[0]}), got {X.shape}")
         X = np.ascontiguousarray(X, dtype=self.theta.dtype)
+        if self.mean is not None:
+            X = (X - self.mean) * self.inv_std
         probs = np.empty((X.shape[0], self.sizes[-1]), dtype=self.theta.dtype)
         ws = Workspace(self.sizes, min(batch_rows, max(X.shape[0], 1)), self.theta.dtype)
         for s in range(0, X.shape[0], ws.rows):
@@ -113,7 +120,7 @@ class Model:
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "sizes": self.sizes,
             "classes": self.classes, "label_type": self.label_type, "features": self.features,
-            "input_column": self.input_column, "training": self.training,
+            "input_column": self.input_column, "standardized": self.mean is not None, "training": self.training,
         }
 
     def save(self, path):
@@ -121,7 +128,8 @@ class Model:
         meta = np.frombuffer(json.dumps(self.metadata()).encode("utf-8"), dtype=np.uint8)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, theta=self.theta, metadata=meta)
+                scaler = {} if self.mean is None else {"scaler_mean": self.mean, "scaler_inv_std": self.inv_std}
+                np.savez(f, theta=self.theta, metadata=meta, **scaler)
 
 
 def load(path):
@@ -135,6 +143,8 @@ def load(path):
         with z:
             theta = z["theta"]
             meta = json.loads(z["metadata"].tobytes().decode("utf-8"))
+            scaler = (z["scaler_mean"], z["scaler_inv_std"]) if isinstance(meta, dict) and meta.get("standardized") \
+                else (None, None)
     except FileNotFoundError:
         raise StreambpError(f"Model file {path} does not exist.") from None
     except IsADirectoryError:
@@ -154,6 +164,6 @@ def load(path):
         raise StreambpError(f"{not_model} (its metadata lacks {', '.join(missing)}).")
     try:
         return Model(meta["sizes"], theta, meta["classes"], meta["features"], meta.get("label_type", "int64"),
-                     meta.get("input_column"), meta.get("training"))
+                     meta.get("input_column"), meta.get("training"), *scaler)
     except (TypeError, ValueError) as e:
         raise StreambpError(f"{not_model} ({e}).") from None

@@ -8,23 +8,32 @@ from .model import Workspace
 class Stepper:
     """Runs minibatches of up to `batch_size` rows through backprop and the optimizer, in place.
 
-    X must be C-contiguous [B, D] of the model's dtype and y int32 [B] class indices.
+    X must be C-contiguous [B, D] of the model's dtype and y int32 [B] class indices. With
+    class_weights [K], row i weighs class_weights[y_i] / sum over the minibatch of class_weights[y_j]
+    (PyTorch's weighted mean), else 1/B.
     """
 
-    def __init__(self, model, optimizer, batch_size):
+    def __init__(self, model, optimizer, batch_size, class_weights=None):
         self.model = model
         self.optimizer = optimizer
         dtype = model.theta.dtype
         self.ws = Workspace(model.sizes, batch_size, dtype)
         self.dtheta = np.zeros_like(model.theta)
         self.mean_weights = np.full(batch_size, 1.0 / batch_size, dtype=dtype)
+        self.class_weights = None if class_weights is None else np.asarray(class_weights, dtype=dtype)
 
     def loss_and_grad(self, X, y):
         """Mean cross-entropy of the minibatch; its gradient is left in self.dtheta."""
         n = X.shape[0]
         if n > self.ws.rows:
             raise ValueError(f"minibatch of {n} rows; this Stepper was built for at most {self.ws.rows}")
-        w = self.mean_weights if n == self.ws.rows else np.full(n, 1.0 / n, dtype=self.dtheta.dtype)
+        if self.class_weights is not None:
+            w = self.class_weights[y]
+            w /= max(w.sum(), np.finfo(w.dtype).tiny)
+        elif n == self.ws.rows:
+            w = self.mean_weights
+        else:
+            w = np.full(n, 1.0 / n, dtype=self.dtheta.dtype)
         m, ws = self.model, self.ws
         return network_loss_and_grad(self.dtheta, ws.acts, ws.deltas, ws.losses, m.theta, m.layout, X, y, w,
                                      ws.ones)

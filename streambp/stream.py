@@ -6,6 +6,7 @@ record batches in flight, never by the dataset.
 import os
 import queue
 import threading
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 
 from .errors import StreambpError
 from .kernels.gather import copy_rows, gather_columns
+from .kernels.rows import column_moments, compact_rows, merge_moments, split_mask, standardize
 from .plugins import sources
 from .threads import concurrent_calls_safe
 
@@ -48,10 +50,13 @@ def is_vector(t):
 
 @dataclass
 class FeatureSpec:
-    """Which columns feed the network: D wide numeric columns, or one list column of width D."""
+    """Which columns feed the network: D wide numeric columns, or one list column of width D; with
+    mean and inv_std [D], each feature is standardised as (x - mean) * inv_std once read."""
 
     features: list
     input_column: str | None = None
+    mean: np.ndarray | None = None
+    inv_std: np.ndarray | None = None
 
     @property
     def width(self):
@@ -227,12 +232,21 @@ class BatchDecoder:
             i, j = divmod(int(bad), self.spec.width)
             raise StreambpError(f"{f}: feature {self.spec.features[j]!r} is {X[i, j]} in row {row0 + start + i}; "
                                 "features must be finite numbers.")
+        if self.spec.mean is not None:
+            standardize(X, self.spec.mean, self.spec.inv_std)
 
 
-def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1):
-    """Yield (X [n, D], y int32 [n], unknown) views of pooled buffers, n = chunk_rows except at the end.
+def file_key(path):
+    """A stable 32-bit key for a file of a dataset: what the validation split hashes with the row index."""
+    return zlib.crc32(os.fspath(path).encode("utf-8"))
+
+
+def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=None):
+    """Yield (X [n, D], y int32 [n]) views of pooled buffers, n = chunk_rows except at the end.
 
     With rng, each chunk's rows are in a random order (a shuffle buffer of chunk_rows rows).
+    With split = (fraction, want_val), only the rows on that side of the hash split are kept: a row
+    goes to validation when the hash of (file, row index) falls below fraction, the same in every epoch.
     y is -1 for labels outside the encoder's vocabulary; unknown counts them. Buffers are reused
     once `depth + 1` further chunks have been produced, so a consumer must finish with a chunk first.
     With encoder None, only features are read and y is None.
@@ -254,9 +268,12 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1):
             np.take(yraw[:n], order, out=y[:n])
         return X[:n], (y[:n] if encoder else None)
 
+    keep = np.empty(READ_ROWS, dtype=np.bool_) if split else None
     for f, row0, batch in source.batches(columns, min(READ_ROWS, chunk_rows)):
         src = decoder.matrix_source(f, row0, batch)
         labels = encoder.encode(batch.column(encoder.column)) if encoder else None
+        if split:
+            split_mask(keep[:batch.num_rows], file_key(f), row0, *split)
         start = 0
         while start < batch.num_rows:
             X = raw if rng is not None else pool[k % len(pool)]
@@ -265,14 +282,29 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1):
             decoder.fill(X[pos:pos + n], src, start, f, row0)
             if labels is not None:
                 yb[pos:pos + n] = labels[start:start + n]
+            if split:
+                n_in, n = n, compact_rows(X[pos:pos + n], yb[pos:pos + n], keep[start:start + n])
+            else:
+                n_in = n
             pos += n
-            start += n
+            start += n_in
             if pos == chunk_rows:
                 yield emit(pos)
                 k += 1
                 pos = 0
     if pos:
         yield emit(pos)
+
+
+def scan_moments(source, spec, dtype, chunk_rows=16384):
+    """Streaming pre-pass over the features: (mean [D], inv_std [D]) for standardisation, merging
+    per-chunk moments (Chan et al.); a constant feature gets inv_std 1, so it maps to 0."""
+    n, mean, m2 = 0, np.zeros(spec.width), np.zeros(spec.width)
+    for X, _ in prefetched(chunks(source, spec, None, chunk_rows, dtype)):
+        n = merge_moments(n, mean, m2, *column_moments(X))
+    std = np.sqrt(m2 / max(n, 1))
+    inv_std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), 1.0 / np.where(std > 0, std, 1.0), 1.0)
+    return mean.astype(dtype), inv_std.astype(dtype)
 
 
 def prefetched(iterable, depth=1):

@@ -12,7 +12,7 @@ from .model import Model, load
 from .plugins import loggers, optimizers
 from .schedules import make_schedule
 from .step import Stepper
-from .stream import LabelEncoder, chunks, open_source, prefetched, resolve_features, scan_labels
+from .stream import LabelEncoder, chunks, open_source, prefetched, resolve_features, scan_labels, scan_moments
 
 DEFAULT_HIDDEN = (128,)
 
@@ -31,6 +31,9 @@ class FitConfig:
     seed: int = 0
     threads: int | None = None
     val: str | None = None
+    val_fraction: float = 0.0  # hold out this fraction of the rows of data, by a hash of (file, row)
+    standardize: bool = False
+    class_weight: str | list | None = None  # "balanced", or one weight per class in class order
     init: str | None = None
     out: str | None = "model.npz"
     optimizer: str = "sgd"
@@ -54,6 +57,10 @@ def check_config(c):
         raise StreambpError(f"--threads must be at least 1, got {c.threads}.")
     if not c.lr > 0:
         raise StreambpError(f"--lr must be positive, got {c.lr}.")
+    if not 0 <= c.val_fraction < 1:
+        raise StreambpError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
+    if c.val_fraction and c.val:
+        raise StreambpError("Give either --val or --val-fraction, not both.")
     if c.hidden is not None and any(h < 1 for h in c.hidden):
         raise StreambpError(f"--hidden sizes must be positive (or 0 alone, for no hidden layer), got {c.hidden}.")
 
@@ -71,14 +78,40 @@ def build_model(c, source):
         if extra:
             raise StreambpError(f"Labels {extra[:5]} in {source.files[0]} are not classes of the --init model "
                                 f"{c.init} ({model.classes}).")
+        if c.standardize and model.mean is None:
+            raise StreambpError(f"--standardize: the --init model {c.init} was trained without it; its weights "
+                                "expect unscaled features.")
         return model, labels
     spec = resolve_features(source, c.label, c.features)
     labels = scan_labels(source, c.label)
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     sizes = [spec.width, *hidden, len(labels.classes)]
+    scaler = scan_moments(source, spec, np.dtype(c.dtype)) if c.standardize else (None, None)
     model = Model.initialise(sizes, labels.classes, spec.features, seed=c.seed, dtype=np.dtype(c.dtype),
-                             label_type=labels.label_type, input_column=spec.input_column)
+                             label_type=labels.label_type, input_column=spec.input_column, mean=scaler[0],
+                             inv_std=scaler[1])
     return model, labels
+
+
+def class_weights(c, model, labels):
+    """Per-class weights of the cost in the model's class order, or None."""
+    if c.class_weight is None:
+        return None
+    K = len(model.classes)
+    if c.class_weight == "balanced":
+        counts = np.zeros(K)
+        for v, n in zip(labels.classes, labels.counts):
+            counts[model.classes.index(v)] = n
+        return np.where(counts > 0, labels.rows / (K * np.maximum(counts, 1)), 0.0)
+    try:
+        w = np.array([float(v) for v in (c.class_weight.split(",") if isinstance(c.class_weight, str)
+                                         else c.class_weight)])
+    except ValueError:
+        w = np.zeros(0)
+    if w.shape != (K,) or not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+        raise StreambpError(f"--class-weight takes 'balanced' or {K} non-negative numbers, one per class in the "
+                            f"order {model.classes}; got {c.class_weight!r}.")
+    return w
 
 
 def fit(c: FitConfig):
@@ -99,7 +132,10 @@ def fit(c: FitConfig):
     lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
                           **c.lr_schedule_params)
     logs = [loggers.get(name)[0]() for name in c.loggers]
-    stepper = Stepper(model, optimizer, c.batch_size)
+    stepper = Stepper(model, optimizer, c.batch_size, class_weights(c, model, labels))
+    split = (c.val_fraction, False) if c.val_fraction else None
+    if split:
+        val_source = source
     tuner = threads.BlasTuner(n_threads)
     chunk_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
     history = []
@@ -109,7 +145,7 @@ def fit(c: FitConfig):
     t_fit = time.perf_counter()
     for epoch in range(1, c.epochs + 1):
         rng = np.random.default_rng([c.seed, epoch]) if c.shuffle else None
-        batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, c.prefetch)
+        batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, c.prefetch, split)
         t0 = last = time.perf_counter()
         rows = 0
         loss_sum = 0.0
@@ -133,7 +169,7 @@ def fit(c: FitConfig):
         record = {"epoch": epoch, "epochs": c.epochs, "train_loss": loss_sum / rows, "seconds": seconds,
                   "rows_per_s": rows / seconds}
         if val_source is not None:
-            metrics = evaluate(model, val_source, c.label)
+            metrics = evaluate(model, val_source, c.label, split=split and (c.val_fraction, True))
             record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"])
         history.append(record)
         emit(logs, "epoch_end", record)

@@ -28,6 +28,12 @@ def command(
     seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")] = 0,
     threads: Annotated[Optional[int], typer.Option(help="Cores for Numba, BLAS and Arrow (default: all).")] = None,
     val: Annotated[Optional[str], typer.Option(help="Validation data, evaluated after each epoch.")] = None,
+    val_fraction: Annotated[float, typer.Option(
+        help="Hold out this fraction of DATA's rows for validation, chosen by a hash of (file, row).")] = 0.0,
+    standardize: Annotated[bool, typer.Option(
+        "--standardize", help="Scale each feature to mean 0 and variance 1 (a pre-pass; kept in the model).")] = False,
+    class_weight: Annotated[Optional[str], typer.Option(
+        help="'balanced', or one weight per class in class order (e.g. 1,5,1): weights of the cost.")] = None,
     init: Annotated[Optional[str], typer.Option(help="Start from this model's weights (warm start).")] = None,
     out: Annotated[str, typer.Option(help="Model file to write.")] = "model.npz",
     optimizer: Annotated[str, typer.Option(help="Optimizer name (see `streambp plugins --all`).")] = "sgd",
@@ -62,7 +68,8 @@ def command(
     fit(FitConfig(
         data=data, label=label, features=features.split(",") if features else None,
         hidden=None if hidden is None else parse_int_list(hidden, "--hidden"), epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, threads=threads, val=val, init=init, out=out,
+        batch_size=batch_size, lr=lr, seed=seed, threads=threads, val=val, val_fraction=val_fraction,
+        standardize=standardize, class_weight=class_weight, init=init, out=out,
         optimizer=optimizer,
         optimizer_params=given(momentum=momentum, nesterov=nesterov or None, weight_decay=weight_decay,
                                beta1=beta1, beta2=beta2, eps=eps),
