@@ -55,3 +55,9 @@ def mnist_train():
 @pytest.fixture
 def mnist_test():
     return EXAMPLES / "mnist_test.parquet"
+
+
+@pytest.fixture(autouse=True)
+def run_in_tmp_path(tmp_path, monkeypatch):
+    """Every test runs in its own directory, so default output paths never land in the checkout."""
+    monkeypatch.chdir(tmp_path)
