@@ -8,7 +8,7 @@ from rich.markup import escape
 
 from . import __version__
 from .errors import StreambpError
-from .plugins import get_plugin_manager
+from .plugins import call_hook
 
 app = typer.Typer(help="Train fully-connected networks on datasets larger than memory.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False, add_completion=False)
@@ -49,7 +49,7 @@ def register_builtin_commands():
 
 
 register_builtin_commands()
-get_plugin_manager().hook.register_commands(app=app)
+call_hook("register_commands", app=app)
 
 
 def main():

@@ -28,10 +28,12 @@ def register_loggers(register):
     """Add loggers selectable with ``streambp fit --logger NAME``.
 
     Parameters:
-        register: ``register(name, factory)``. ``factory(**options)`` builds a logger with the methods
+        register: ``register(name, factory)``. ``factory(**options)`` builds a logger (``streambp fit``
+            calls it with no arguments, so every option needs a default) with the methods
             ``fit_start(info: dict)``, ``step(info: dict)``, ``epoch_end(info: dict)`` and
-            ``fit_end(info: dict)``; info holds plain Python values (see docs/plugins.md).
-    Returns: nothing. Not firstresult.
+            ``fit_end(info: dict)``, each optional; info is the dict the hook of the same phase receives
+            (fit_start, step_end, epoch_end, fit_end below).
+    Returns: nothing. Not firstresult: every plugin may register names; a duplicate name is an error.
     """
 
 
@@ -40,12 +42,15 @@ def register_sources(register):
     """Add data sources, chosen by file extension (or ``--source NAME``).
 
     Parameters:
-        register: ``register(name, factory, extensions)``. ``factory(path)`` opens a dataset and
-            returns an object with ``files`` (list of str), ``schema`` (pyarrow.Schema),
-            ``num_rows`` (int or None) and ``batches(columns, batch_rows)`` yielding
-            ``(file, first_row_index_in_file, pyarrow.RecordBatch)`` with only those columns.
-            ``extensions`` is a tuple such as ``(".parquet", ".pq")``.
-    Returns: nothing. Not firstresult.
+        register: ``register(name, factory, extensions)``. ``factory(path, **options)`` opens a
+            dataset (a file, a directory or a glob; every option needs a default) and returns an object
+            with ``files`` (list of str), ``schema`` (pyarrow.Schema, the first file's),
+            ``file_schemas`` (list of pyarrow.Schema, one per file), ``num_rows`` (int or None when
+            unknown) and ``batches(columns, batch_rows)`` yielding
+            ``(file, first_row_index_in_file, pyarrow.RecordBatch)`` with only those columns, in that
+            order, and at most batch_rows rows each. ``extensions`` is a tuple such as
+            ``(".parquet", ".pq")``, matched case-insensitively against file names.
+    Returns: nothing. Not firstresult: every plugin may register names; a duplicate name is an error.
     """
 
 
@@ -55,5 +60,59 @@ def register_commands(app):
 
     Parameters:
         app: the ``typer.Typer`` application; add commands with ``@app.command()``.
+    Returns: nothing. Not firstresult.
+    """
+
+
+# --- Lifecycle: called by `streambp fit` (streambp.train.fit) while it trains -----------------------
+#
+# info is the same dict the loggers receive: plain Python values (int, float, str, lists, dicts), to be
+# treated as read-only. These hooks run on the training thread: keep them quick (write a line, send a
+# metric), since the time they take is time not spent training.
+
+@hookspec
+def fit_start(info):
+    """Training is about to start: the data is scanned, the model built, no step taken yet.
+
+    Parameters:
+        info: dict with ``sizes`` (list of int: layer widths, input first, classes last), ``rows`` (int:
+            training rows per epoch), ``epochs`` (int), ``classes`` (list: the class labels, sorted),
+            ``threads`` (int) and ``files`` (int: training files); further keys may be added.
+    Returns: nothing. Not firstresult: every plugin implementing it is called.
+    """
+
+
+@hookspec
+def step_end(info):
+    """Progress within an epoch, at the loggers' cadence: after a step, at most every 16 steps and
+    0.2 s (a few times a second), never for every minibatch.
+
+    Parameters:
+        info: dict with ``epoch`` (int, from 1), ``epochs`` (int), ``step`` (int: minibatches so far, all
+            epochs), ``rows`` (int: rows so far this epoch), ``rows_total`` (int: rows per epoch),
+            ``loss`` (float: mean training loss so far this epoch) and ``rows_per_s`` (float).
+    Returns: nothing. Not firstresult.
+    """
+
+
+@hookspec
+def epoch_end(info):
+    """An epoch has finished (and the validation data, if any, has been evaluated).
+
+    Parameters:
+        info: dict with ``epoch`` (int, from 1), ``epochs`` (int), ``train_loss`` (float: mean
+            cross-entropy over the epoch), ``seconds`` (float: the epoch's duration), ``rows_per_s``
+            (float) and, with ``--val``, ``val_loss`` (float) and ``val_accuracy`` (float in [0, 1]).
+    Returns: nothing. Not firstresult.
+    """
+
+
+@hookspec
+def fit_end(info):
+    """Training has finished and the model is written (not called when training fails).
+
+    Parameters:
+        info: dict with ``out`` (str or None: the model file written), ``seconds`` (float: the whole
+            fit) and ``history`` (list of dict: the epoch_end info of every epoch).
     Returns: nothing. Not firstresult.
     """

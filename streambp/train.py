@@ -140,7 +140,7 @@ def fit(c: FitConfig):
     chunk_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
     history = []
     steps = 0
-    emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs,
+    emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs, "out": c.out,
                              "classes": model.classes, "threads": n_threads, "files": len(source.files)})
     t_fit = time.perf_counter()
     for epoch in range(1, c.epochs + 1):
@@ -184,5 +184,7 @@ def fit(c: FitConfig):
 
 
 def emit(logs, event, info):
-    for log in logs:
-        getattr(log, event)(info)
+    """Call `event` on each logger, then the matching plugin hook (step -> step_end; see plugins.py)."""
+    from .plugins import emit_event
+
+    emit_event(logs, event, info)

@@ -14,7 +14,7 @@ def given(**options):
 
 
 def command(
-    data: Annotated[str, typer.Argument(help="Parquet file, directory of Parquet files, or glob.")],
+    data: Annotated[str, typer.Argument(help="Parquet, CSV or Arrow IPC file, a directory of them, or a glob.")],
     label: Annotated[str, typer.Option(help="Label column: integer, string or dictionary-encoded.")] = "label",
     features: Annotated[Optional[str], typer.Option(
         help="Comma-separated feature columns, or one list column (default: every numeric column but the "

@@ -3,7 +3,7 @@ from typing import Annotated
 
 import typer
 
-from ..plugins import DEFAULT_PLUGINS, describe_plugins
+from ..plugins import LOAD_PLUGINS_ENV, describe_plugins, is_builtin
 
 NAME = "plugins"
 
@@ -12,14 +12,21 @@ def command(
     all: Annotated[bool, typer.Option("--all", help="Include the built-in plugins.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ):
-    """List the loaded plugins, the hooks each implements and the names each registers."""
-    found = [p for p in describe_plugins() if all or p["name"] not in DEFAULT_PLUGINS]
+    """List the loaded plugins, the hooks each implements and the names each registers.
+
+    Installed plugins load from the "streambp" entry-point group; STREAMBP_LOAD_PLUGINS (comma-separated
+    distribution or entry-point names, empty for none) limits which.
+    """
+    found = [p for p in describe_plugins() if all or not is_builtin(p["name"])]
     if as_json:
         print(json.dumps(found, indent=2))
         return
     if not found:
-        print("No plugins installed (--all shows the built-in ones).")
+        print(f"No plugins installed (or none allowed by {LOAD_PLUGINS_ENV}); --all shows the built-in ones.")
     for p in found:
-        print(f"{p['name']}: hooks {', '.join(p['hooks'])}")
+        version = f" {p['version']}" if p.get("version") else ""
+        dist = p.get("distribution")
+        origin = f" ({dist}{version})" if dist and dist != p["name"] else version
+        print(f"{p['name']}{origin}: hooks {', '.join(p['hooks']) or 'none'}")
         for kind, names in p["registers"].items():
             print(f"    {kind}: {', '.join(names)}")

@@ -1,5 +1,15 @@
-"""Built-in console logger: a rich progress bar (rows/s, loss, ETA) and a line per epoch."""
+"""Built-in loggers: console (a rich progress bar and a line per epoch), jsonl (every event as a JSON
+line) and csv (a row per epoch).
+
+A logger is built as factory(**options) (`streambp fit --logger NAME` passes none) and has the methods
+fit_start, step, epoch_end and fit_end, each taking the info dict; see docs/plugins.md.
+"""
+import csv
+import json
+import math
+import os
 import sys
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -57,6 +67,123 @@ class ConsoleLogger:
             self.progress = None
 
 
+def log_path(path, env, info, suffix):
+    """Where a file logger writes: the path given to it, else $env, else next to the model
+    (<out without extension><suffix>, when fit_start's info names it), else streambp<suffix>."""
+    if path is not None:
+        return os.fspath(path)
+    if os.environ.get(env):
+        return os.environ[env]
+    out = info.get("out")
+    if out:
+        return os.path.splitext(os.fspath(out))[0] + suffix
+    return "streambp" + suffix
+
+
+def plain(value):
+    """value with numpy scalars as Python numbers and NaN/inf as None, so that json.dumps writes JSON."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+class JsonlLogger:
+    """One JSON object per event, a line each, flushed as it is written: {"event": "fit_start" | "step" |
+    "epoch_end" | "fit_end", "time": Unix seconds, **info} (NaN and infinities as null).
+
+    The file is `path`, else $STREAMBP_LOG_JSONL, else <model file without extension>.log.jsonl when
+    fit_start's info has "out", else streambp.log.jsonl in the current directory; it is overwritten.
+    """
+
+    ENV = "STREAMBP_LOG_JSONL"
+    SUFFIX = ".log.jsonl"
+
+    def __init__(self, path=None):
+        self.path = path
+        self.file = None
+
+    def _open(self, info):
+        if self.file is None:
+            self.path = log_path(self.path, self.ENV, info, self.SUFFIX)
+            self.file = open(self.path, "w", encoding="utf-8")
+
+    def _write(self, event, info):
+        self._open(info)
+        self.file.write(json.dumps({"event": event, "time": time.time(), **plain(info)}) + "\n")
+        self.file.flush()
+
+    def fit_start(self, info):
+        self._write("fit_start", info)
+
+    def step(self, info):
+        self._write("step", info)
+
+    def epoch_end(self, info):
+        self._write("epoch_end", info)
+
+    def fit_end(self, info):
+        self._write("fit_end", info)
+        self.close()
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class CsvLogger:
+    """A CSV row per epoch, flushed as it is written: epoch, epochs, train_loss, val_loss and
+    val_accuracy (with --val), seconds, rows_per_s, then any further numeric keys of the first epoch.
+
+    The file is `path`, else $STREAMBP_LOG_CSV, else <model file without extension>.log.csv when
+    fit_start's info has "out", else streambp.log.csv in the current directory; it is overwritten.
+    """
+
+    ENV = "STREAMBP_LOG_CSV"
+    SUFFIX = ".log.csv"
+    ORDER = ("epoch", "epochs", "train_loss", "val_loss", "val_accuracy", "seconds", "rows_per_s")
+
+    def __init__(self, path=None):
+        self.path = path
+        self.file = None
+        self.writer = None
+
+    def fit_start(self, info):
+        self.close()
+        self.path = log_path(self.path, self.ENV, info, self.SUFFIX)
+        self.file = open(self.path, "w", encoding="utf-8", newline="")
+
+    def epoch_end(self, info):
+        if self.file is None:
+            self.fit_start({})
+        row = {k: v for k, v in plain(info).items() if v is None or isinstance(v, (int, float, str))}
+        if self.writer is None:
+            columns = [k for k in self.ORDER if k in row] + sorted(k for k in row if k not in self.ORDER)
+            self.writer = csv.DictWriter(self.file, columns, extrasaction="ignore")
+            self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def fit_end(self, info):
+        self.close()
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+        self.file = None
+        self.writer = None
+
+
 @hookimpl
 def register_loggers(register):
     register("console", ConsoleLogger)
+    register("jsonl", JsonlLogger)
+    register("csv", CsvLogger)

@@ -1,14 +1,27 @@
-"""Built-in data source: Parquet files, directories of them, and globs, streamed by record batch."""
+"""Built-in data sources, streamed by record batch: Parquet, CSV/TSV and Arrow IPC (Feather).
+
+Each takes a file, a directory (searched recursively, hive-partitioned key=value directories included;
+names starting with "." or "_" skipped) or a glob, and returns an object with files, schema,
+file_schemas, num_rows and batches(columns, batch_rows); see docs/plugins.md.
+"""
 import glob
 import os
 
 import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from .. import hookimpl
 from ..errors import StreambpError
 
 PARQUET_EXTENSIONS = (".parquet", ".pq", ".parq")
+CSV_EXTENSIONS = (".csv", ".csv.gz", ".csv.bz2", ".tsv", ".tsv.gz", ".tsv.bz2")
+ARROW_EXTENSIONS = (".arrow", ".feather", ".ipc", ".arrows")
+FEATHER_EXTENSIONS = (".feather",)
+
+
+def has_extension(name, extensions):
+    return name.lower().endswith(tuple(e.lower() for e in extensions))
 
 
 def expand_paths(path, extensions):
@@ -20,12 +33,7 @@ def expand_paths(path, extensions):
             raise StreambpError(f"No files match {path}.")
         return files
     if os.path.isdir(path):
-        files = sorted(
-            os.path.join(root, name)
-            for root, dirs, names in os.walk(path)
-            for name in names
-            if name.endswith(extensions) and not name.startswith((".", "_"))
-        )
+        files = sorted(dataset_files(path, extensions))
         if not files:
             raise StreambpError(f"Directory {path} holds no files ending in {', '.join(extensions)}.")
         return files
@@ -34,8 +42,35 @@ def expand_paths(path, extensions):
     return [path]
 
 
+def dataset_files(directory, extensions):
+    """Files under directory ending in one of extensions, skipping names that start with "." or "_"
+    (such as _SUCCESS, _common_metadata, .crc files and _temporary directories)."""
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        for name in names:
+            if has_extension(name, extensions) and not name.startswith((".", "_")):
+                yield os.path.join(root, name)
+
+
+def read_error(file, what, e):
+    if isinstance(e, FileNotFoundError):
+        return StreambpError(f"Cannot read {file}: it does not exist.")
+    if isinstance(e, PermissionError):
+        return StreambpError(f"Cannot read {file}: permission denied.")
+    return StreambpError(f"Cannot read {file}: it is not a readable {what} file ({e}).")
+
+
 def arrow_error(file, e):
-    return StreambpError(f"Cannot read {file}: it is not a readable Parquet file ({e}).")
+    return read_error(file, "Parquet", e)
+
+
+def sliced(batch, batch_rows):
+    """batch in pieces of at most batch_rows rows (zero-copy slices)."""
+    if batch.num_rows <= batch_rows:
+        yield batch
+        return
+    for start in range(0, batch.num_rows, batch_rows):
+        yield batch.slice(start, batch_rows)
 
 
 class ParquetSource:
@@ -68,6 +103,158 @@ class ParquetSource:
                 raise arrow_error(f, e) from None
 
 
+class CsvSource:
+    """CSV or TSV files (optionally .gz or .bz2 compressed), streamed block by block with
+    pyarrow.csv.open_csv, only the columns asked for.
+
+    Column types are inferred once, from the first block of the first file, and given explicitly to
+    every reader after that, so a later block or file cannot change a column's type (a value that does
+    not fit, such as 1.5 in a column inferred as integers, is an error naming the file). A column that
+    is empty throughout the first block is read as float64.
+
+    Options: delimiter (default: tab for .tsv files; for others a comma, unless the first line has
+    none but has semicolons, tabs or pipes), header (default True: the first line names the columns;
+    with False they are called f0, f1, ...), block_size (bytes read at a time, default 1 MiB).
+    num_rows is None: counting would mean reading every file.
+    """
+
+    def __init__(self, path, delimiter=None, header=True, block_size=1 << 20):
+        self.files = expand_paths(path, CSV_EXTENSIONS)
+        self.delimiter = delimiter
+        self.header = header
+        self.block_size = block_size
+        self.num_rows = None
+        first = self.files[0]
+        with self._open(first, None) as reader:
+            inferred = reader.schema
+        self.column_types = {f.name: (pa.float64() if pa.types.is_null(f.type) else f.type) for f in inferred}
+        self.file_schemas = []
+        for f in self.files:
+            with self._open(f, self.column_types) as reader:
+                self.file_schemas.append(reader.schema)
+        self.schema = self.file_schemas[0]
+
+    def _delimiter(self, file):
+        if self.delimiter is not None:
+            return self.delimiter
+        name = file.lower()
+        if name.endswith((".tsv", ".tsv.gz", ".tsv.bz2")):
+            return "\t"
+        try:
+            with pa.input_stream(file) as stream:  # decompresses by extension
+                line = stream.read(65536).split(b"\n", 1)[0]
+        except (pa.ArrowException, OSError):
+            return ","  # open_csv reports the problem
+        if b"," not in line:
+            for candidate in (";", "\t", "|"):
+                if candidate.encode() in line:
+                    return candidate
+        return ","
+
+    def _open(self, file, column_types, columns=None):
+        read = pcsv.ReadOptions(block_size=self.block_size, autogenerate_column_names=not self.header)
+        parse = pcsv.ParseOptions(delimiter=self._delimiter(file))
+        convert = pcsv.ConvertOptions(column_types=column_types, include_columns=columns)
+        try:
+            return pcsv.open_csv(file, read_options=read, parse_options=parse, convert_options=convert)
+        except (pa.ArrowException, OSError) as e:
+            raise self._error(file, e) from None
+
+    def _error(self, file, e):
+        error = read_error(file, "CSV", e)
+        if isinstance(e, pa.ArrowInvalid) and "conversion error" in str(e).lower():
+            error = StreambpError(f"Cannot read {file}: {e}. Column types are inferred from the first block "
+                                  f"of {self.files[0]}.")
+        return error
+
+    def batches(self, columns, batch_rows):
+        for f in self.files:
+            row = 0
+            with self._open(f, self.column_types, list(columns)) as reader:
+                while True:
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    except (pa.ArrowException, OSError) as e:
+                        raise self._error(f, e) from None
+                    for piece in sliced(batch, batch_rows):
+                        yield f, row, piece
+                        row += piece.num_rows
+
+
+class ArrowSource:
+    """Arrow IPC files: the file (random access) format, which Feather v2 is, memory-mapped, or the
+    stream format (.arrows), read batch by batch; only the columns asked for are kept.
+
+    num_rows is counted from the metadata for the file format, and None when a file is in the stream
+    format (counting would mean reading it).
+    """
+
+    def __init__(self, path):
+        self.files = expand_paths(path, ARROW_EXTENSIONS)
+        self.file_schemas = []
+        self.num_rows = 0
+        for f in self.files:
+            reader, source = self._open(f)
+            try:
+                self.file_schemas.append(reader.schema)
+                # count_rows (pyarrow >= 17) reads only the batches' metadata, not the (compressed) data.
+                if self.num_rows is not None and hasattr(reader, "count_rows") and \
+                        isinstance(reader, pa.ipc.RecordBatchFileReader):
+                    self.num_rows += reader.count_rows()
+                else:
+                    self.num_rows = None
+            except (pa.ArrowException, OSError) as e:
+                raise read_error(f, "Arrow IPC", e) from None
+            finally:
+                source.close()
+        self.schema = self.file_schemas[0]
+
+    @staticmethod
+    def _open(file):
+        """(reader, underlying file): the file format if the file has its footer, else the stream format."""
+        try:
+            source = pa.memory_map(file)
+        except (pa.ArrowException, OSError) as e:
+            raise read_error(file, "Arrow IPC", e) from None
+        try:
+            return pa.ipc.open_file(source), source
+        except (pa.ArrowException, OSError):
+            pass
+        try:
+            source.seek(0)
+            return pa.ipc.open_stream(source), source
+        except (pa.ArrowException, OSError) as e:
+            source.close()
+            raise read_error(file, "Arrow IPC", e) from None
+
+    def _record_batches(self, reader):
+        if isinstance(reader, pa.ipc.RecordBatchFileReader):
+            for i in range(reader.num_record_batches):
+                yield reader.get_record_batch(i)
+        else:
+            yield from reader
+
+    def batches(self, columns, batch_rows):
+        columns = list(columns)
+        for f in self.files:
+            row = 0
+            reader, source = self._open(f)
+            try:
+                for batch in self._record_batches(reader):
+                    for piece in sliced(batch.select(columns), batch_rows):
+                        yield f, row, piece
+                        row += piece.num_rows
+            except (pa.ArrowException, OSError, KeyError) as e:
+                raise read_error(f, "Arrow IPC", e) from None
+            finally:
+                source.close()
+
+
 @hookimpl
 def register_sources(register):
     register("parquet", ParquetSource, PARQUET_EXTENSIONS)
+    register("csv", CsvSource, CSV_EXTENSIONS)
+    register("arrow", ArrowSource, ARROW_EXTENSIONS)
+    register("feather", ArrowSource, FEATHER_EXTENSIONS)

@@ -1,0 +1,38 @@
+"""Peak memory of `streambp fit` is bounded by its buffers, not by the size of the dataset."""
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DRIVER = """
+import resource, sys
+from streambp.train import FitConfig, fit
+fit(FitConfig(data=sys.argv[1], hidden=[8], epochs=1, batch_size=512, buffer_rows=4096, out=None, loggers=[]))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def write_dataset(directory, files, rows_per_file, width=64, seed=0):
+    directory.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(files):
+        X = rng.random((rows_per_file, width), dtype=np.float32)
+        cols = {f"f{j}": X[:, j] for j in range(width)}
+        cols["label"] = (X[:, 0] > 0.5).astype(np.int64)
+        pq.write_table(pa.table(cols), directory / f"part-{i:03d}.parquet", row_group_size=20_000)
+    return directory
+
+
+def peak_rss_kib(path):
+    out = subprocess.run([sys.executable, "-c", DRIVER, str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def test_peak_rss_does_not_grow_with_the_dataset(tmp_path):
+    small = write_dataset(tmp_path / "small", files=2, rows_per_file=50_000)  # 25.6 MB of features
+    large = write_dataset(tmp_path / "large", files=8, rows_per_file=50_000)  # 102 MB of features
+    rss_small, rss_large = peak_rss_kib(small), peak_rss_kib(large)
+    # Holding the large dataset would add ~77 MB (and more as record batches); buffers are ~2 MB here.
+    assert rss_large - rss_small < 20 * 1024, (rss_small, rss_large)

@@ -1,0 +1,562 @@
+"""Plugins: every hook exercised by a throwaway plugin (test_hook_<name>, checked by
+test_hookspecs_documented.py), errors naming the plugin, STREAMBP_LOAD_PLUGINS and `streambp plugins`.
+
+Throwaway plugins are registered through the `register_plugin` fixture, which unregisters them
+afterwards, so that nothing leaks into other tests.
+"""
+import importlib.metadata
+import itertools
+import json
+import shutil
+import sys
+import time
+import traceback
+import types
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import streambp
+from streambp import hookimpl, train
+from streambp.cli import app
+from streambp.default_plugins.optimizers import SGD
+from streambp.default_plugins.sources import ParquetSource
+from streambp.errors import StreambpError
+from streambp.plugins import (DEFAULT_PLUGINS, LOAD_PLUGINS_ENV, describe_plugins, get_plugin_manager,
+                              loggers, reset_plugin_manager)
+from streambp.stream import open_source
+
+FAST = ["--threads", "1", "--batch-size", "16", "--hidden", "4"]
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def invoke(*args):
+    """Run the CLI in-process; fail with the exception and output unless it exits 0."""
+    result = run(*args)
+    if result.exit_code != 0:
+        detail = ""
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            detail = "".join(traceback.format_exception(*result.exc_info))
+        command = " ".join(map(str, args))
+        pytest.fail(f"streambp {command} exited {result.exit_code}:\n{result.output}\n{detail}")
+    return result
+
+
+def user_error(*args, names=()):
+    """Run the CLI; expect exit 2 with one "Error:" paragraph on stderr holding every string in names."""
+    result = run(*args)
+    detail = ""
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        detail = "".join(traceback.format_exception(*result.exc_info))
+    assert result.exit_code == 2, f"exit {result.exit_code}\n{result.output}\n{detail}"
+    assert "Traceback" not in result.output
+    message = " ".join(result.stderr.split())
+    assert message.startswith("Error:"), result.stderr
+    for name in names:
+        assert str(name) in message, f"{name!r} not in {message!r}"
+    return message
+
+
+@pytest.fixture
+def register_plugin():
+    """register_plugin(plugin, name) registers a throwaway plugin for this test only."""
+    pm = get_plugin_manager()
+    names = []
+
+    def register(plugin, name):
+        pm.register(plugin, name=name)
+        names.append(name)
+        return plugin
+
+    yield register
+    for name in names:
+        if get_plugin_manager().has_plugin(name):
+            get_plugin_manager().unregister(name=name)
+
+
+@pytest.fixture
+def fresh_plugin_manager():
+    """A plugin manager rebuilt for this test (after its monkeypatches), and rebuilt again afterwards."""
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
+class Recorder:
+    """A plugin implementing every lifecycle hook, recording (hook name, info) in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def fit_start(self, info):
+        self.calls.append(("fit_start", info))
+
+    @hookimpl
+    def step_end(self, info):
+        self.calls.append(("step_end", info))
+
+    @hookimpl
+    def epoch_end(self, info):
+        self.calls.append(("epoch_end", info))
+
+    @hookimpl
+    def fit_end(self, info):
+        self.calls.append(("fit_end", info))
+
+    def of(self, hook):
+        return [info for name, info in self.calls if name == hook]
+
+
+@pytest.fixture
+def fast_clock(monkeypatch):
+    """train.py's clock advances 1 s per reading, so that the step cadence (>= 0.2 s) is always due."""
+    counter = itertools.count()
+    clock = types.SimpleNamespace(**{**vars(time), "perf_counter": lambda: float(next(counter))})
+    monkeypatch.setattr(train, "time", clock)
+
+
+@pytest.fixture
+def recorded_fit(tmp_path, blob_file, register_plugin, fast_clock):
+    """A Recorder plugin and the result of a 2-epoch fit with --val while it was registered."""
+    recorder = register_plugin(Recorder(), "recorder")
+    out = tmp_path / "m.npz"
+    invoke("fit", blob_file, "--out", out, "--epochs", 2, "--val", blob_file, *FAST)
+    return recorder, out
+
+
+# ------------------------------------------------------------------------------ lifecycle hooks
+
+
+def test_hook_fit_start(recorded_fit):
+    recorder, _ = recorded_fit
+    assert recorder.calls[0][0] == "fit_start"
+    (info,) = recorder.of("fit_start")
+    assert info["sizes"] == [5, 4, 3]
+    assert info["rows"] == 600
+    assert info["epochs"] == 2
+    assert info["classes"] == [0, 1, 2]
+    assert info["files"] == 1
+    assert info["threads"] == 1
+
+
+def test_hook_step_end(recorded_fit):
+    recorder, _ = recorded_fit
+    steps = recorder.of("step_end")
+    # 600 rows in minibatches of 16: 38 steps an epoch, reported every few steps with the fast clock.
+    assert {s["epoch"] for s in steps} == {1, 2}
+    assert all(a["step"] < b["step"] for a, b in zip(steps, steps[1:]))
+    assert all(0 < s["step"] <= 76 for s in steps)
+    for s in steps:
+        assert s["epochs"] == 2 and s["rows_total"] == 600
+        assert 0 < s["rows"] <= 600 and s["loss"] > 0 and s["rows_per_s"] > 0
+    # Each epoch's steps come before its epoch_end.
+    epoch = 1
+    for name, info in recorder.calls:
+        if name == "step_end":
+            assert info["epoch"] == epoch
+        elif name == "epoch_end":
+            epoch += 1
+
+
+def test_hook_epoch_end(recorded_fit):
+    recorder, out = recorded_fit
+    epochs = recorder.of("epoch_end")
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    for e in epochs:
+        assert {"train_loss", "val_loss", "val_accuracy", "seconds", "rows_per_s"} <= set(e)
+        assert 0 <= e["val_accuracy"] <= 1 and e["train_loss"] > 0
+    assert epochs == streambp.load(out).training["history"]
+
+
+def test_hook_fit_end(recorded_fit):
+    recorder, out = recorded_fit
+    assert recorder.calls[-1][0] == "fit_end"
+    (info,) = recorder.of("fit_end")
+    assert info["out"] == str(out)
+    assert [h["epoch"] for h in info["history"]] == [1, 2]
+    assert info["seconds"] > 0
+
+
+def test_lifecycle_order(recorded_fit):
+    recorder, _ = recorded_fit
+    names = [name for name, _ in recorder.calls if name != "step_end"]
+    assert names == ["fit_start", "epoch_end", "epoch_end", "fit_end"]
+
+
+def test_hooks_called_without_loggers(tmp_path, blob_file, register_plugin):
+    recorder = register_plugin(Recorder(), "recorder")
+    train.fit(train.FitConfig(data=str(blob_file), hidden=[4], epochs=1, batch_size=32, threads=1, out=None,
+                              loggers=[]))
+    assert [name for name, _ in recorder.calls if name != "step_end"] == ["fit_start", "epoch_end", "fit_end"]
+
+
+def test_step_end_follows_logger_cadence(tmp_path, blob_file, register_plugin, fast_clock):
+    """step_end is called exactly when the loggers' step() is, never per minibatch."""
+    recorder = register_plugin(Recorder(), "recorder")
+    seen = []
+
+    class StepCounter:
+        def step(self, info):
+            seen.append(info["step"])
+
+    register_plugin(types.SimpleNamespace(register_loggers=hookimpl(
+        lambda register: register("counter", StepCounter))), "counter-plugin")
+    train.fit(train.FitConfig(data=str(blob_file), hidden=[4], epochs=1, batch_size=8, threads=1, out=None,
+                              loggers=["counter"]))
+    assert seen and [s["step"] for s in recorder.of("step_end")] == seen
+    assert len(seen) < 600 / 8
+
+
+# ------------------------------------------------------------------------------ registration hooks
+
+
+def test_hook_register_optimizers(tmp_path, blob_file, register_plugin):
+    built = []
+
+    class HalfSGD(SGD):
+        name = "halfsgd"
+
+        def step(self, theta, dtheta, lr):
+            super().step(theta, dtheta, lr / 2)
+
+    def factory(theta, **hyper):
+        built.append(hyper)
+        return HalfSGD(theta, **hyper)
+
+    class Plugin:
+        @hookimpl
+        def register_optimizers(self, register):
+            register("halfsgd", factory)
+
+    register_plugin(Plugin(), "halfsgd-plugin")
+    out = tmp_path / "m.npz"
+    invoke("fit", blob_file, "--out", out, "--epochs", 1, "--optimizer", "halfsgd", "--momentum", "0.5",
+           *FAST)
+    assert built == [{"momentum": 0.5}]
+    assert streambp.load(out).training["config"]["optimizer"] == "halfsgd"
+    entry = next(p for p in describe_plugins() if p["name"] == "halfsgd-plugin")
+    assert entry["registers"] == {"optimizer": ["halfsgd"]}
+    assert entry["hooks"] == ["register_optimizers"]
+
+
+def test_hook_register_loggers(tmp_path, blob_file, register_plugin):
+    events = []
+
+    class ListLogger:
+        def __init__(self, **options):
+            events.append(("init", options))
+
+        def fit_start(self, info):
+            events.append(("fit_start", info["rows"]))
+
+        def epoch_end(self, info):  # no step(): the methods are optional
+            events.append(("epoch_end", info["epoch"]))
+
+        def fit_end(self, info):
+            events.append(("fit_end", info["out"]))
+
+    class Plugin:
+        @hookimpl
+        def register_loggers(self, register):
+            register("list", ListLogger)
+
+    register_plugin(Plugin(), "list-logger")
+    out = tmp_path / "m.npz"
+    result = invoke("fit", blob_file, "--out", out, "--epochs", 2, "--logger", "list", *FAST)
+    assert events == [("init", {}), ("fit_start", 600), ("epoch_end", 1), ("epoch_end", 2),
+                      ("fit_end", str(out))]
+    assert "epoch 1/2" not in result.output  # the console logger was not asked for
+
+
+def test_hook_register_sources(tmp_path, blob_file, register_plugin):
+    opened = []
+
+    class BlobSource(ParquetSource):
+        """Parquet files under another extension, as a stand-in for a new format."""
+
+    def factory(path, **options):
+        opened.append((str(path), options))
+        return BlobSource(path)
+
+    class Plugin:
+        @hookimpl
+        def register_sources(self, register):
+            register("blob", factory, (".blob",))
+
+    register_plugin(Plugin(), "blob-source")
+    data = tmp_path / "data.BLOB"
+    shutil.copy(blob_file, data)
+    out = tmp_path / "m.npz"
+    invoke("fit", data, "--out", out, "--epochs", 1, *FAST)  # chosen by extension (any case)
+    assert opened == [(str(data), {})]
+    assert streambp.load(out).training["rows"] == 600
+    # By name, whatever the extension; options go to the factory.
+    renamed = tmp_path / "data.bin"
+    shutil.copy(blob_file, renamed)
+    invoke("fit", renamed, "--out", out, "--epochs", 1, "--source", "blob", *FAST)
+    assert opened[-1] == (str(renamed), {})
+    open_source(renamed, "blob", answer=42)
+    assert opened[-1] == (str(renamed), {"answer": 42})
+
+
+def test_hook_register_commands(register_plugin):
+    class Plugin:
+        @hookimpl
+        def register_commands(self, app):
+            @app.command()
+            def hello(name: str = "world"):
+                """Say hello."""
+                print(f"hello {name}")
+
+    register_plugin(Plugin(), "hello-command")
+    fresh = typer.Typer()
+
+    @fresh.callback()
+    def main():
+        """A stand-in for the streambp app."""
+
+    get_plugin_manager().hook.register_commands(app=fresh)
+    result = CliRunner().invoke(fresh, ["hello", "--name", "plugin"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "hello plugin"
+
+
+# ------------------------------------------------------------------------------ errors name the plugin
+
+
+class Exploder:
+    """Raises RuntimeError('kaput') in the hook named by `where`."""
+
+    def __init__(self, where):
+        self.where = where
+
+    def _maybe(self, hook):
+        if hook == self.where:
+            raise RuntimeError("kaput")
+
+    @hookimpl
+    def fit_start(self, info):
+        self._maybe("fit_start")
+
+    @hookimpl
+    def step_end(self, info):
+        self._maybe("step_end")
+
+    @hookimpl
+    def epoch_end(self, info):
+        self._maybe("epoch_end")
+
+    @hookimpl
+    def fit_end(self, info):
+        self._maybe("fit_end")
+
+
+@pytest.mark.parametrize("hook", ["fit_start", "step_end", "epoch_end", "fit_end"])
+def test_exception_in_hook_names_plugin(tmp_path, blob_file, register_plugin, fast_clock, hook):
+    register_plugin(Recorder(), "bystander")
+    register_plugin(Exploder(hook), "exploder")
+    message = user_error("fit", blob_file, "--out", tmp_path / "m.npz", "--epochs", 1, *FAST,
+                         names=["exploder", hook, "RuntimeError", "kaput"])
+    assert "bystander" not in message
+
+
+def test_exception_in_hook_keeps_cause(blob_file, register_plugin):
+    register_plugin(Exploder("fit_start"), "exploder")
+    with pytest.raises(StreambpError, match="exploder") as caught:
+        train.fit(train.FitConfig(data=str(blob_file), hidden=[4], epochs=1, threads=1, out=None, loggers=[]))
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_streambp_error_from_plugin_passes_unchanged(tmp_path, blob_file, register_plugin):
+    class Strict:
+        @hookimpl
+        def fit_start(self, info):
+            raise StreambpError("Strict wants at least 10000 rows.")
+
+    register_plugin(Strict(), "strict")
+    message = user_error("fit", blob_file, "--out", tmp_path / "m.npz", "--epochs", 1, *FAST)
+    assert message == "Error: Strict wants at least 10000 rows."
+
+
+def broken(*args, **kwargs):
+    raise ValueError("bad factory")
+
+
+@pytest.mark.parametrize("kind, option", [("optimizer", "--optimizer"), ("logger", "--logger"),
+                                          ("source", "--source")])
+def test_exception_in_factory_names_plugin(tmp_path, blob_file, register_plugin, kind, option):
+    class Plugin:
+        @hookimpl
+        def register_optimizers(self, register):
+            register("broken", broken)
+
+        @hookimpl
+        def register_loggers(self, register):
+            register("broken", broken)
+
+        @hookimpl
+        def register_sources(self, register):
+            register("broken", broken, (".broken",))
+
+    register_plugin(Plugin(), "factory-plugin")
+    user_error("fit", blob_file, "--out", tmp_path / "m.npz", option, "broken", *FAST,
+               names=["factory-plugin", kind, "'broken'", "ValueError", "bad factory"])
+
+
+def test_exception_in_logger_method_names_plugin(tmp_path, blob_file, register_plugin):
+    class BadLogger:
+        def epoch_end(self, info):
+            return info["no such key"]
+
+    class Plugin:
+        @hookimpl
+        def register_loggers(self, register):
+            register("bad", BadLogger)
+
+    register_plugin(Plugin(), "bad-logger-plugin")
+    user_error("fit", blob_file, "--out", tmp_path / "m.npz", "--logger", "bad", "--epochs", 1, *FAST,
+               names=["bad-logger-plugin", "'bad'", "epoch_end", "KeyError"])
+
+
+def test_exception_in_registration_hook_names_plugin(tmp_path, blob_file, register_plugin):
+    class Plugin:
+        @hookimpl
+        def register_loggers(self, register):
+            raise ImportError("needs wandb")
+
+    register_plugin(Plugin(), "needs-wandb")
+    user_error("fit", blob_file, "--out", tmp_path / "m.npz", "--epochs", 1, *FAST,
+               names=["needs-wandb", "register_loggers", "needs wandb"])
+
+
+def test_duplicate_name_names_both_plugins(register_plugin):
+    class Plugin:
+        @hookimpl
+        def register_loggers(self, register):
+            register("console", object)
+
+    register_plugin(Plugin(), "copycat")
+    with pytest.raises(StreambpError, match="console") as caught:
+        loggers.get("console")
+    assert "copycat" in str(caught.value) and "streambp.default_plugins.loggers" in str(caught.value)
+
+
+def test_unknown_names_list_available(tmp_path, blob_file):
+    user_error("fit", blob_file, "--out", tmp_path / "m.npz", "--source", "nope", *FAST,
+               names=["nope", "parquet", "csv", "arrow", "feather"])
+    user_error("fit", blob_file, "--out", tmp_path / "m.npz", "--logger", "nope", *FAST,
+               names=["nope", "console", "jsonl", "csv"])
+
+
+def test_throwaway_plugins_do_not_leak():
+    names = {name for name, _ in get_plugin_manager().list_name_plugin()}
+    assert names == set(DEFAULT_PLUGINS) | set(getattr(get_plugin_manager(), "streambp_distributions", {}))
+
+
+# ------------------------------------------------------------------------------ discovery
+
+
+def plugin_module(name, logger_name, version=None):
+    """A module plugin registering the logger `logger_name`."""
+    module = types.ModuleType(name)
+
+    class Quiet:
+        pass
+
+    module.register_loggers = hookimpl(lambda register: register(logger_name, Quiet))
+    if version:
+        module.__version__ = version
+    return module
+
+
+class FakeDistribution:
+    def __init__(self, name, version, entry_points):
+        self.metadata = {"Name": name}
+        self.version = version
+        self.entry_points = [importlib.metadata.EntryPoint(ep, value, group)
+                             for ep, value, group in entry_points]
+
+
+@pytest.fixture
+def fake_installed(monkeypatch, fresh_plugin_manager):
+    """Two installed plugin distributions, streambp-alpha (entry point alpha) and streambp-beta (beta),
+    plus an unrelated distribution with an entry point in another group."""
+    monkeypatch.setitem(sys.modules, "fake_streambp_alpha", plugin_module("fake_streambp_alpha", "alpha-log"))
+    monkeypatch.setitem(sys.modules, "fake_streambp_beta", plugin_module("fake_streambp_beta", "beta-log"))
+    monkeypatch.setitem(sys.modules, "fake_other", plugin_module("fake_other", "other-log"))
+    dists = [
+        FakeDistribution("streambp-alpha", "1.2.3", [("alpha", "fake_streambp_alpha", "streambp")]),
+        FakeDistribution("streambp_beta", "0.1", [("beta", "fake_streambp_beta", "streambp")]),
+        FakeDistribution("other", "9", [("other", "fake_other", "console_scripts")]),
+    ]
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: iter(dists))
+    monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
+    return monkeypatch
+
+
+def loaded():
+    return {name for name, _ in get_plugin_manager().list_name_plugin()} - set(DEFAULT_PLUGINS)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, {"alpha", "beta"}),
+    ("", set()),
+    ("streambp-alpha", {"alpha"}),  # a distribution name
+    ("beta", {"beta"}),  # an entry-point name
+    (" Streambp_Alpha , beta ", {"alpha", "beta"}),  # normalised as PEP 503 does
+    ("streambp-gamma", set()),  # not installed: nothing
+    ("other", set()),  # not a streambp plugin
+])
+def test_load_plugins_env(fake_installed, value, expected):
+    if value is not None:
+        fake_installed.setenv(LOAD_PLUGINS_ENV, value)
+    reset_plugin_manager()
+    assert loaded() == expected
+    # The built-ins always load.
+    for name in DEFAULT_PLUGINS:
+        assert get_plugin_manager().has_plugin(name)
+    assert "console" in loggers.entries()
+    assert ("alpha-log" in loggers.entries()) == ("alpha" in expected)
+
+
+def test_plugins_command_lists_installed_with_versions(fake_installed):
+    reset_plugin_manager()
+    found = json.loads(invoke("plugins", "--json").stdout)
+    assert [p["name"] for p in found] == ["alpha", "beta"]
+    alpha = found[0]
+    assert alpha["distribution"] == "streambp-alpha" and alpha["version"] == "1.2.3"
+    assert alpha["hooks"] == ["register_loggers"] and alpha["registers"] == {"logger": ["alpha-log"]}
+    text = invoke("plugins").output
+    assert "alpha (streambp-alpha 1.2.3): hooks register_loggers" in text
+    assert "logger: alpha-log" in text
+    assert "streambp.default_plugins" not in text
+    everything = json.loads(invoke("plugins", "--all", "--json").stdout)
+    assert [p["name"] for p in everything][:3] == list(DEFAULT_PLUGINS)
+    assert everything[0]["version"] == streambp.__version__
+
+
+def test_plugins_command_with_none_installed(fake_installed):
+    fake_installed.setenv(LOAD_PLUGINS_ENV, "")
+    reset_plugin_manager()
+    assert "No plugins installed" in invoke("plugins").output
+    assert json.loads(invoke("plugins", "--json").stdout) == []
+
+
+def test_plugin_that_fails_to_load_is_named(fake_installed):
+    # The entry point names a module that cannot be imported.
+    dists = [FakeDistribution("streambp-bad", "0.0.1", [("bad", "fake_streambp_bad_missing", "streambp")])]
+    fake_installed.setattr(importlib.metadata, "distributions", lambda: iter(dists))
+    reset_plugin_manager()
+    with pytest.raises(StreambpError, match="bad") as caught:
+        get_plugin_manager()
+    message = str(caught.value)
+    assert "streambp-bad" in message and LOAD_PLUGINS_ENV in message
+    # Leaving it out with STREAMBP_LOAD_PLUGINS works.
+    fake_installed.setenv(LOAD_PLUGINS_ENV, "")
+    reset_plugin_manager()
+    assert loaded() == set()
