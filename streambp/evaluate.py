@@ -33,11 +33,12 @@ def probabilities(model, X, probs, ws):
         network_predict_proba(probs[s:s + ws.rows], ws.acts, model.theta, model.layout, X[s:s + ws.rows])
 
 
-def evaluate(model, source, label, chunk_rows=16384, split=None):
+def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
     """Accuracy, log loss, confusion matrix, per-class precision and recall over a labelled source.
 
     Rows whose label the model never saw are counted in unknown_labels and left out of the metrics.
-    split = (fraction, True) evaluates only the validation side of a hash split (see stream.chunks).
+    split = (fraction, True) evaluates only the validation side of a hash split, and bad_rows drops rows
+    with null, NaN or inf values instead of stopping (see stream.chunks).
     """
     require_column(source, label, "label")
     spec = model_spec(model, source)
@@ -49,7 +50,8 @@ def evaluate(model, source, label, chunk_rows=16384, split=None):
     confusion = np.zeros((K, K), dtype=np.int64)
     log_loss = 0.0
     unknown = 0
-    for X, y in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype, split=split)):
+    for X, y in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype, split=split,
+                                  bad_rows=bad_rows)):
         p = probs[:X.shape[0]]
         probabilities(model, X, p, ws)
         known = y >= 0

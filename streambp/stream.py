@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from .errors import StreambpError
 from .kernels.gather import copy_rows, gather_columns
-from .kernels.rows import column_moments, compact_rows, merge_moments, split_mask, standardize
+from .kernels.rows import column_moments, compact_rows, finite_rows, merge_moments, split_mask, standardize
 from .plugins import sources
 from .threads import concurrent_calls_safe
 
@@ -191,24 +191,25 @@ class LabelInfo:
     rows: int
 
 
-def scan_labels(source, label):
-    """First pass over the label column alone: the class vocabulary (sorted), counts and row count."""
+def scan_labels(source, label, skip_bad=False):
+    """First pass over the label column alone: the class vocabulary (sorted), counts and row count.
+
+    With skip_bad, null and NaN labels are left out (the rows are skipped later) instead of an error."""
     counts = {}
     rows = 0
     value_type = None
     for f, row0, batch in source.batches([label], READ_ROWS):
         arr = plain_labels(batch.column(0))
         value_type = arr.type
-        if arr.null_count:
-            raise StreambpError(f"{f}: label column {label!r} is null in row {row0 + _null_row(arr)}.")
         if pa.types.is_floating(arr.type):
-            nan = pc.is_nan(arr).to_numpy(zero_copy_only=False)
-            if nan.any():
-                raise StreambpError(f"{f}: label column {label!r} is NaN in row {row0 + int(np.flatnonzero(nan)[0])}.")
+            arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+        if arr.null_count and not skip_bad:
+            raise StreambpError(f"{f}: label column {label!r} is null or NaN in row {row0 + _null_row(arr)}.")
+        arr = arr.drop_null()
         vc = pc.value_counts(arr)
         for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()):
             counts[v] = counts.get(v, 0) + c
-        rows += batch.num_rows
+        rows += len(arr)
     if rows == 0:
         raise StreambpError(f"{_where(source)} has no rows.")
     if len(counts) < 2:
@@ -233,11 +234,13 @@ class LabelEncoder:
 
 
 class BatchDecoder:
-    """Copies rows of a record batch into a row-major [n, D] buffer, rejecting nulls, NaN and inf."""
+    """Copies rows of a record batch into a row-major [n, D] buffer, rejecting nulls, NaN and inf: with an
+    error naming file, column and row, or, with skip_bad, by marking the row for the caller to drop."""
 
-    def __init__(self, spec, dtype):
+    def __init__(self, spec, dtype, skip_bad=False):
         self.spec = spec
         self.dtype = np.dtype(dtype)
+        self.skip_bad = skip_bad
 
     def matrix_source(self, f, row0, batch):
         """The batch's features as fill() copies from: an [N, D] array (a list column, viewed without a
@@ -261,23 +264,29 @@ class BatchDecoder:
         for name in spec.features:
             arr = batch.column(name)
             if arr.null_count:
-                raise StreambpError(f"{f}: feature column {name!r} is null in row {row0 + _null_row(arr)}.")
+                if not self.skip_bad:
+                    raise StreambpError(f"{f}: feature column {name!r} is null in row {row0 + _null_row(arr)}.")
+                arr = arr.cast(pa.float64()).fill_null(np.nan)  # a NaN marks the row as bad
             cols.append(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False), dtype=self.dtype))
         return np.array([c.ctypes.data for c in cols], dtype=np.int64), cols
 
-    def fill(self, X, src, start, f, row0):
-        """X[n, D] <- rows start .. start + n of src; raise naming file, row and column on NaN or inf."""
+    def fill(self, X, src, start, f, row0, ok=None):
+        """X[n, D] <- rows start .. start + n of src; on NaN or inf, raise naming file, row and column, or
+        with skip_bad set ok[n] to whether each row is finite. Returns whether every row is."""
         n = X.shape[0]
         if isinstance(src, np.ndarray):
             bad = copy_rows(X, src, np.arange(start, start + n))
         else:
             bad = gather_columns(X, src[0], start)
-        if bad >= 0:
+        if bad >= 0 and self.skip_bad:
+            finite_rows(ok, X)
+        elif bad >= 0:
             i, j = divmod(int(bad), self.spec.width)
             raise StreambpError(f"{f}: feature {self.spec.features[j]!r} is {X[i, j]} in row {row0 + start + i}; "
                                 "features must be finite numbers.")
         if self.spec.mean is not None:
             standardize(X, self.spec.mean, self.spec.inv_std)
+        return bad < 0
 
 
 def file_key(path):
@@ -285,12 +294,14 @@ def file_key(path):
     return zlib.crc32(os.fspath(path).encode("utf-8"))
 
 
-def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=None):
+def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=None, bad_rows=None):
     """Yield (X [n, D], y int32 [n]) views of pooled buffers, n = chunk_rows except at the end.
 
     With rng, each chunk's rows are in a random order (a shuffle buffer of chunk_rows rows).
     With split = (fraction, want_val), only the rows on that side of the hash split are kept: a row
     goes to validation when the hash of (file, row index) falls below fraction, the same in every epoch.
+    With bad_rows (a streambp.badrows.BadRows), rows with a null, NaN or inf feature or a null label are
+    dropped and handed to it instead of stopping with an error.
     y is -1 for labels outside the encoder's vocabulary; unknown counts them. Buffers are reused
     once `depth + 1` further chunks have been produced, so a consumer must finish with a chunk first.
     With encoder None, only features are read and y is None.
@@ -300,7 +311,8 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=No
     ypool = [np.empty(chunk_rows, dtype=np.int32) for _ in range(depth + 2)]
     raw = np.empty((chunk_rows, D), dtype=dtype) if rng is not None else None
     yraw = np.empty(chunk_rows, dtype=np.int32)
-    decoder = BatchDecoder(spec, dtype)
+    decoder = BatchDecoder(spec, dtype, skip_bad=bad_rows is not None)
+    ok = np.empty(READ_ROWS, dtype=np.bool_)
     columns = spec.columns + ([encoder.column] if encoder else [])
     k = pos = 0
 
@@ -323,13 +335,18 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=No
             X = raw if rng is not None else pool[k % len(pool)]
             yb = yraw if rng is not None else ypool[k % len(pool)]
             n = min(chunk_rows - pos, batch.num_rows - start)
-            decoder.fill(X[pos:pos + n], src, start, f, row0)
+            finite = decoder.fill(X[pos:pos + n], src, start, f, row0, ok[:n])
             if labels is not None:
                 yb[pos:pos + n] = labels[start:start + n]
-            if split:
-                n_in, n = n, compact_rows(X[pos:pos + n], yb[pos:pos + n], keep[start:start + n])
-            else:
-                n_in = n
+            n_in = n
+            if bad_rows is not None and not (finite and (labels is None or labels[start:start + n].min() >= 0)):
+                good = (ok[:n] if not finite else np.ones(n, np.bool_)) & (yb[pos:pos + n] >= 0 if labels is not None
+                                                                           else True)
+                side = keep[start:start + n] if split else True
+                bad_rows.add(f, row0, batch, start + np.flatnonzero(side & ~good))
+                n = compact_rows(X[pos:pos + n], yb[pos:pos + n], good & side)
+            elif split:
+                n = compact_rows(X[pos:pos + n], yb[pos:pos + n], keep[start:start + n])
             pos += n
             start += n_in
             if pos == chunk_rows:
@@ -340,11 +357,11 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=No
         yield emit(pos)
 
 
-def scan_moments(source, spec, dtype, chunk_rows=16384):
+def scan_moments(source, spec, dtype, chunk_rows=16384, bad_rows=None):
     """Streaming pre-pass over the features: (mean [D], inv_std [D]) for standardisation, merging
     per-chunk moments (Chan et al.); a constant feature gets inv_std 1, so it maps to 0."""
     n, mean, m2 = 0, np.zeros(spec.width), np.zeros(spec.width)
-    for X, _ in prefetched(chunks(source, spec, None, chunk_rows, dtype)):
+    for X, _ in prefetched(chunks(source, spec, None, chunk_rows, dtype, bad_rows=bad_rows)):
         n = merge_moments(n, mean, m2, *column_moments(X))
     std = np.sqrt(m2 / max(n, 1))
     inv_std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), 1.0 / np.where(std > 0, std, 1.0), 1.0)

@@ -6,6 +6,7 @@ import numpy as np
 
 from . import __version__, threads
 from .atomic import check_writable
+from .badrows import BadRows
 from .errors import StreambpError
 from .evaluate import evaluate, model_spec
 from .model import Model, load
@@ -34,6 +35,8 @@ class FitConfig:
     val_fraction: float = 0.0  # hold out this fraction of the rows of data, by a hash of (file, row)
     standardize: bool = False
     class_weight: str | list | None = None  # "balanced", or one weight per class in class order
+    on_bad_rows: str = "error"  # or "skip": drop rows with null, NaN or inf values, and count them
+    bad_rows_out: str | None = None  # with "skip": write the dropped rows here (Parquet)
     init: str | None = None
     out: str | None = "model.npz"
     optimizer: str = "sgd"
@@ -57,6 +60,10 @@ def check_config(c):
         raise StreambpError(f"--threads must be at least 1, got {c.threads}.")
     if not c.lr > 0:
         raise StreambpError(f"--lr must be positive, got {c.lr}.")
+    if c.on_bad_rows not in ("error", "skip"):
+        raise StreambpError(f"--on-bad-rows takes error or skip, got {c.on_bad_rows!r}.")
+    if c.bad_rows_out and c.on_bad_rows != "skip":
+        raise StreambpError("--bad-rows-out needs --on-bad-rows skip.")
     if not 0 <= c.val_fraction < 1:
         raise StreambpError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
     if c.val_fraction and c.val:
@@ -73,7 +80,7 @@ def build_model(c, source):
             raise StreambpError(f"--hidden {c.hidden} differs from the --init model {c.init}, which has hidden "
                                 f"layers {model.hidden}.")
         model_spec(model, source)
-        labels = scan_labels(source, c.label)
+        labels = scan_labels(source, c.label, c.on_bad_rows == "skip")
         extra = [v for v in labels.classes if v not in model.classes]
         if extra:
             raise StreambpError(f"Labels {extra[:5]} in {source.files[0]} are not classes of the --init model "
@@ -83,14 +90,19 @@ def build_model(c, source):
                                 "expect unscaled features.")
         return model, labels
     spec = resolve_features(source, c.label, c.features)
-    labels = scan_labels(source, c.label)
+    labels = scan_labels(source, c.label, c.on_bad_rows == "skip")
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     sizes = [spec.width, *hidden, len(labels.classes)]
-    scaler = scan_moments(source, spec, np.dtype(c.dtype)) if c.standardize else (None, None)
+    scaler = scan_moments(source, spec, np.dtype(c.dtype), bad_rows=skipping(c)) if c.standardize else (None, None)
     model = Model.initialise(sizes, labels.classes, spec.features, seed=c.seed, dtype=np.dtype(c.dtype),
                              label_type=labels.label_type, input_column=spec.input_column, mean=scaler[0],
                              inv_std=scaler[1])
     return model, labels
+
+
+def skipping(c, out=None):
+    """A BadRows collector when bad rows are skipped (writing to `out`), else None (they are errors)."""
+    return BadRows(out) if c.on_bad_rows == "skip" else None
 
 
 def class_weights(c, model, labels):
@@ -143,43 +155,53 @@ def fit(c: FitConfig):
     emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs, "out": c.out,
                              "classes": model.classes, "threads": n_threads, "files": len(source.files)})
     t_fit = time.perf_counter()
-    for epoch in range(1, c.epochs + 1):
-        rng = np.random.default_rng([c.seed, epoch]) if c.shuffle else None
-        batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, c.prefetch, split)
-        t0 = last = time.perf_counter()
-        rows = 0
-        loss_sum = 0.0
-        for X, y in prefetched(batches, c.prefetch):
-            for s in range(0, X.shape[0], c.batch_size):
-                loss = stepper.step(X[s:s + c.batch_size], y[s:s + c.batch_size], lr_at(steps))
-                tuner.tick()
-                n = min(c.batch_size, X.shape[0] - s)
-                rows += n
-                loss_sum += loss * n
-                steps += 1
-                if steps % 16 == 0 and (now := time.perf_counter()) - last > 0.2:
-                    last = now
-                    emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": steps, "rows": rows,
-                                        "rows_total": labels.rows, "loss": loss_sum / rows,
-                                        "rows_per_s": rows / (now - t0)})
-        if not np.isfinite(loss_sum):
-            raise StreambpError(f"Training diverged in epoch {epoch} (the loss is {loss_sum}); try a smaller "
-                                f"--lr than {c.lr}.")
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch, "epochs": c.epochs, "train_loss": loss_sum / rows, "seconds": seconds,
-                  "rows_per_s": rows / seconds}
-        if val_source is not None:
-            metrics = evaluate(model, val_source, c.label, split=split and (c.val_fraction, True))
-            record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"])
-        history.append(record)
-        emit(logs, "epoch_end", record)
+    bad = skipping(c, c.bad_rows_out)
+    try:
+        for epoch in range(1, c.epochs + 1):
+            rng = np.random.default_rng([c.seed, epoch]) if c.shuffle else None
+            batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, c.prefetch, split, bad)
+            t0 = last = time.perf_counter()
+            rows = 0
+            loss_sum = 0.0
+            for X, y in prefetched(batches, c.prefetch):
+                for s in range(0, X.shape[0], c.batch_size):
+                    loss = stepper.step(X[s:s + c.batch_size], y[s:s + c.batch_size], lr_at(steps))
+                    tuner.tick()
+                    n = min(c.batch_size, X.shape[0] - s)
+                    rows += n
+                    loss_sum += loss * n
+                    steps += 1
+                    if steps % 16 == 0 and (now := time.perf_counter()) - last > 0.2:
+                        last = now
+                        emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": steps, "rows": rows,
+                                            "rows_total": labels.rows, "loss": loss_sum / rows,
+                                            "rows_per_s": rows / (now - t0)})
+            if not np.isfinite(loss_sum):
+                raise StreambpError(f"Training diverged in epoch {epoch} (the loss is {loss_sum}); try a smaller "
+                                    f"--lr than {c.lr}.")
+            seconds = time.perf_counter() - t0
+            record = {"epoch": epoch, "epochs": c.epochs, "train_loss": loss_sum / rows, "seconds": seconds,
+                      "rows_per_s": rows / seconds}
+            if val_source is not None:
+                metrics = evaluate(model, val_source, c.label, split=split and (c.val_fraction, True),
+                                   bad_rows=skipping(c))
+                record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"])
+            history.append(record)
+            emit(logs, "epoch_end", record)
+            if bad is not None:
+                bad.close()  # every row has been seen once
+    except BaseException as e:
+        if bad is not None:
+            bad.abort(e)
+        raise
     model.training = {
         "streambp_version": __version__, "config": asdict(c), "rows": labels.rows, "class_counts": labels.counts,
-        "history": history, "seconds": time.perf_counter() - t_fit,
+        "history": history, "seconds": time.perf_counter() - t_fit, "bad_rows": bad.count if bad else 0,
     }
     if c.out:
         model.save(c.out)
-    emit(logs, "fit_end", {"out": c.out, "seconds": model.training["seconds"], "history": history})
+    emit(logs, "fit_end", {"out": c.out, "seconds": model.training["seconds"], "history": history,
+                           "bad_rows": model.training["bad_rows"]})
     return model
 
 

@@ -32,6 +32,10 @@ def command(
         help="Hold out this fraction of DATA's rows for validation, chosen by a hash of (file, row).")] = 0.0,
     standardize: Annotated[bool, typer.Option(
         "--standardize", help="Scale each feature to mean 0 and variance 1 (a pre-pass; kept in the model).")] = False,
+    on_bad_rows: Annotated[str, typer.Option(
+        help="error: stop at a null, NaN or inf value; skip: drop such rows and count them.")] = "error",
+    bad_rows_out: Annotated[Optional[str], typer.Option(
+        help="With --on-bad-rows skip: write the dropped rows, with _file and _row, to this Parquet file.")] = None,
     class_weight: Annotated[Optional[str], typer.Option(
         help="'balanced', or one weight per class in class order (e.g. 1,5,1): weights of the cost.")] = None,
     init: Annotated[Optional[str], typer.Option(help="Start from this model's weights (warm start).")] = None,
@@ -69,7 +73,8 @@ def command(
         data=data, label=label, features=features.split(",") if features else None,
         hidden=None if hidden is None else parse_int_list(hidden, "--hidden"), epochs=epochs,
         batch_size=batch_size, lr=lr, seed=seed, threads=threads, val=val, val_fraction=val_fraction,
-        standardize=standardize, class_weight=class_weight, init=init, out=out,
+        standardize=standardize, class_weight=class_weight, on_bad_rows=on_bad_rows, bad_rows_out=bad_rows_out,
+        init=init, out=out,
         optimizer=optimizer,
         optimizer_params=given(momentum=momentum, nesterov=nesterov or None, weight_decay=weight_decay,
                                beta1=beta1, beta2=beta2, eps=eps),

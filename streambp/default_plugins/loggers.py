@@ -58,6 +58,8 @@ class ConsoleLogger:
 
     def fit_end(self, info):
         self._close()
+        if info.get("bad_rows"):
+            self.console.print(f"Skipped {info['bad_rows']:,} bad rows (null, NaN or inf).", soft_wrap=True)
         if info["out"]:
             self.console.print(f"Wrote {info['out']} ({info['seconds']:.1f} s).", soft_wrap=True)
 

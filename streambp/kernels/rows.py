@@ -61,6 +61,17 @@ def split_mask(keep, key, row0, fraction, want_val):
 
 
 @njit(**OPTIONS)
+def finite_rows(ok, X):
+    """ok[N] <- whether every value of row i of X[N, D] is finite."""
+    for i in range(X.shape[0]):
+        good = True
+        row = X[i]
+        for j in range(row.shape[0]):
+            good &= np.isfinite(row[j])
+        ok[i] = good
+
+
+@njit(**OPTIONS)
 def compact_rows(X, y, keep):
     """Move the rows i of X[N, D] and y[N] with keep[i] to the front, in order; return their count."""
     k = 0
