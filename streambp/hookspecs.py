@@ -48,7 +48,9 @@ def register_sources(register):
             ``file_schemas`` (list of pyarrow.Schema, one per file), ``num_rows`` (int or None when
             unknown) and ``batches(columns, batch_rows)`` yielding
             ``(file, first_row_index_in_file, pyarrow.RecordBatch)`` with only those columns, in that
-            order, and at most batch_rows rows each. ``extensions`` is a tuple such as
+            order, and at most batch_rows rows each; a source may also accept ``rng`` (a
+            numpy Generator, passed when shuffling) and visit its files or row groups in an order drawn
+            from it. ``extensions`` is a tuple such as
             ``(".parquet", ".pq")``, matched case-insensitively against file names.
     Returns: nothing. Not firstresult: every plugin may register names; a duplicate name is an error.
     """

@@ -3,6 +3,7 @@
 Memory is bounded by the chunk buffers ((prefetch + 2) chunks, plus one more when shuffling) and the
 record batches in flight, never by the dataset.
 """
+import inspect
 import os
 import queue
 import threading
@@ -297,7 +298,8 @@ def file_key(path):
 def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=None, bad_rows=None):
     """Yield (X [n, D], y int32 [n]) views of pooled buffers, n = chunk_rows except at the end.
 
-    With rng, each chunk's rows are in a random order (a shuffle buffer of chunk_rows rows).
+    With rng, the source visits its files and row groups in a random order and each chunk's rows are
+    shuffled (a shuffle buffer of chunk_rows rows).
     With split = (fraction, want_val), only the rows on that side of the hash split are kept: a row
     goes to validation when the hash of (file, row index) falls below fraction, the same in every epoch.
     With bad_rows (a streambp.badrows.BadRows), rows with a null, NaN or inf feature or a null label are
@@ -325,7 +327,10 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=No
         return X[:n], (y[:n] if encoder else None)
 
     keep = np.empty(READ_ROWS, dtype=np.bool_) if split else None
-    for f, row0, batch in source.batches(columns, min(READ_ROWS, chunk_rows)):
+    shuffle_units = rng is not None and "rng" in inspect.signature(source.batches).parameters
+    batches = source.batches(columns, min(READ_ROWS, chunk_rows), rng) if shuffle_units else \
+        source.batches(columns, min(READ_ROWS, chunk_rows))
+    for f, row0, batch in batches:
         src = decoder.matrix_source(f, row0, batch)
         labels = encoder.encode(batch.column(encoder.column)) if encoder else None
         if split:

@@ -73,6 +73,10 @@ def sliced(batch, batch_rows):
         yield batch.slice(start, batch_rows)
 
 
+def shuffled(items, rng):
+    return items if rng is None else [items[i] for i in rng.permutation(len(items))]
+
+
 class ParquetSource:
     """A Parquet dataset read file by file, row group by row group, only the columns asked for."""
 
@@ -80,10 +84,15 @@ class ParquetSource:
         self.files = expand_paths(path, PARQUET_EXTENSIONS)
         self.file_schemas = []
         self.num_rows = 0
+        self.units = []  # (file, row group, its first row in the file): what a shuffled epoch permutes
         for f in self.files:
             try:
                 meta = pq.read_metadata(f)
                 self.file_schemas.append(meta.schema.to_arrow_schema())
+                first = 0
+                for g in range(meta.num_row_groups):
+                    self.units.append((f, g, first))
+                    first += meta.row_group(g).num_rows
             except PermissionError:
                 raise StreambpError(f"Cannot read {f}: permission denied.") from None
             except (pa.ArrowException, OSError) as e:
@@ -91,18 +100,20 @@ class ParquetSource:
             self.num_rows += meta.num_rows
         self.schema = self.file_schemas[0]
 
-    def batches(self, columns, batch_rows):
-        for f in self.files:
-            row = 0
+    def batches(self, columns, batch_rows, rng=None):
+        """Row group by row group, in file order, or in an order drawn from rng (a numpy Generator)."""
+        units = self.units if rng is None else [self.units[i] for i in rng.permutation(len(self.units))]
+        pf = None
+        for f, group, row in units:
             try:
                 # One reader per row group: a reader over the whole file kept every decoded row group
                 # alive until its end (measured: 785 MB of Arrow memory for an 817 MB file).
-                pf = pq.ParquetFile(f, pre_buffer=False)
-                for group in range(pf.num_row_groups):
-                    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group],
-                                                 use_threads=True):
-                        yield f, row, batch
-                        row += batch.num_rows
+                if pf is None or pf_path != f:
+                    pf, pf_path = pq.ParquetFile(f, pre_buffer=False), f
+                for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=[group],
+                                             use_threads=True):
+                    yield f, row, batch
+                    row += batch.num_rows
             except (pa.ArrowException, OSError) as e:
                 raise arrow_error(f, e) from None
 
@@ -171,8 +182,9 @@ class CsvSource:
                                   f"of {self.files[0]}.")
         return error
 
-    def batches(self, columns, batch_rows):
-        for f in self.files:
+    def batches(self, columns, batch_rows, rng=None):
+        """File by file, in order or in an order drawn from rng (blocks of a CSV file stay in order)."""
+        for f in shuffled(self.files, rng):
             row = 0
             with self._open(f, self.column_types, list(columns)) as reader:
                 while True:
@@ -240,9 +252,10 @@ class ArrowSource:
         else:
             yield from reader
 
-    def batches(self, columns, batch_rows):
+    def batches(self, columns, batch_rows, rng=None):
+        """File by file, in order or in an order drawn from rng."""
         columns = list(columns)
-        for f in self.files:
+        for f in shuffled(self.files, rng):
             row = 0
             reader, source = self._open(f)
             try:
