@@ -35,6 +35,7 @@ class FitConfig:
     val_fraction: float = 0.0  # hold out this fraction of the rows of data, by a hash of (file, row)
     standardize: bool = False
     class_weight: str | list | None = None  # "balanced", or one weight per class in class order
+    early_stopping: int = 0  # stop after this many epochs without a lower validation loss (0: never)
     on_bad_rows: str = "error"  # or "skip": drop rows with null, NaN or inf values, and count them
     bad_rows_out: str | None = None  # with "skip": write the dropped rows here (Parquet)
     init: str | None = None
@@ -64,6 +65,8 @@ def check_config(c):
         raise StreambpError(f"--on-bad-rows takes error or skip, got {c.on_bad_rows!r}.")
     if c.bad_rows_out and c.on_bad_rows != "skip":
         raise StreambpError("--bad-rows-out needs --on-bad-rows skip.")
+    if c.early_stopping < 0 or (c.early_stopping and not (c.val or c.val_fraction)):
+        raise StreambpError("--early-stopping takes a positive patience and needs --val or --val-fraction.")
     if not 0 <= c.val_fraction < 1:
         raise StreambpError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
     if c.val_fraction and c.val:
@@ -98,6 +101,27 @@ def build_model(c, source):
                              label_type=labels.label_type, input_column=spec.input_column, mean=scaler[0],
                              inv_std=scaler[1])
     return model, labels
+
+
+class EarlyStopping:
+    """Tracks the validation loss; says stop after `patience` epochs without a new lowest one, and
+    restores the parameters of the best epoch."""
+
+    def __init__(self, patience, theta):
+        self.patience = patience
+        self.best = np.inf
+        self.best_epoch = 0
+        self.best_theta = theta.copy()
+
+    def update(self, epoch, val_loss, theta):
+        if val_loss < self.best:
+            self.best, self.best_epoch = val_loss, epoch
+            self.best_theta[:] = theta
+            return False
+        return epoch - self.best_epoch >= self.patience
+
+    def restore(self, theta):
+        theta[:] = self.best_theta
 
 
 def skipping(c, out=None):
@@ -156,6 +180,7 @@ def fit(c: FitConfig):
                              "classes": model.classes, "threads": n_threads, "files": len(source.files)})
     t_fit = time.perf_counter()
     bad = skipping(c, c.bad_rows_out)
+    stopper = EarlyStopping(c.early_stopping, model.theta) if c.early_stopping else None
     try:
         for epoch in range(1, c.epochs + 1):
             rng = np.random.default_rng([c.seed, epoch]) if c.shuffle else None
@@ -190,6 +215,8 @@ def fit(c: FitConfig):
             emit(logs, "epoch_end", record)
             if bad is not None:
                 bad.close()  # every row has been seen once
+            if stopper is not None and stopper.update(epoch, record["val_loss"], model.theta):
+                break
     except BaseException as e:
         if bad is not None:
             bad.abort(e)
@@ -198,6 +225,9 @@ def fit(c: FitConfig):
         "streambp_version": __version__, "config": asdict(c), "rows": labels.rows, "class_counts": labels.counts,
         "history": history, "seconds": time.perf_counter() - t_fit, "bad_rows": bad.count if bad else 0,
     }
+    if stopper is not None:
+        stopper.restore(model.theta)
+        model.training["best_epoch"] = stopper.best_epoch
     if c.out:
         model.save(c.out)
     emit(logs, "fit_end", {"out": c.out, "seconds": model.training["seconds"], "history": history,

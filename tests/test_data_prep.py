@@ -119,3 +119,28 @@ def test_format_version_1_file_still_loads(tmp_path):
     back = streambp.load(tmp_path / "v1.npz")
     assert back.mean is None and back.classes == ["a", "b"]
     np.testing.assert_array_equal(back.theta, m.theta)
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(blob_file):
+    from streambp.train import EarlyStopping
+
+    theta = np.zeros(3)
+    stop = EarlyStopping(2, theta)
+    for epoch, loss in enumerate([1.0, 0.5, 0.7, 0.6], start=1):
+        theta[:] = epoch
+        halt = stop.update(epoch, loss, theta)
+    assert halt and stop.best_epoch == 2
+    stop.restore(theta)
+    np.testing.assert_array_equal(theta, 2.0)
+    # an lr so large that validation loss keeps rising after the first epochs
+    m = fit(FitConfig(data=str(blob_file), hidden=[8], epochs=30, lr=50.0, val_fraction=0.3, early_stopping=2,
+                      **QUIET))
+    history = m.training["history"]
+    losses = [h["val_loss"] for h in history]
+    best = m.training["best_epoch"]
+    assert len(history) == best + 2 < 30
+    assert losses[best - 1] == min(losses)
+    restored = evaluate(m, open_source(blob_file), "label", split=(0.3, True))["log_loss"]
+    assert restored == pytest.approx(losses[best - 1], rel=1e-6)
+    with pytest.raises(StreambpError, match="needs --val"):
+        fit(FitConfig(data=str(blob_file), early_stopping=2, **QUIET))

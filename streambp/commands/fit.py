@@ -30,6 +30,9 @@ def command(
     val: Annotated[Optional[str], typer.Option(help="Validation data, evaluated after each epoch.")] = None,
     val_fraction: Annotated[float, typer.Option(
         help="Hold out this fraction of DATA's rows for validation, chosen by a hash of (file, row).")] = 0.0,
+    early_stopping: Annotated[int, typer.Option(
+        help="Stop after this many epochs without a lower validation loss and keep the best weights "
+             "(needs --val or --val-fraction; 0: never).")] = 0,
     standardize: Annotated[bool, typer.Option(
         "--standardize", help="Scale each feature to mean 0 and variance 1 (a pre-pass; kept in the model).")] = False,
     on_bad_rows: Annotated[str, typer.Option(
@@ -73,7 +76,7 @@ def command(
         data=data, label=label, features=features.split(",") if features else None,
         hidden=None if hidden is None else parse_int_list(hidden, "--hidden"), epochs=epochs,
         batch_size=batch_size, lr=lr, seed=seed, threads=threads, val=val, val_fraction=val_fraction,
-        standardize=standardize, class_weight=class_weight, on_bad_rows=on_bad_rows, bad_rows_out=bad_rows_out,
+        early_stopping=early_stopping, standardize=standardize, class_weight=class_weight, on_bad_rows=on_bad_rows, bad_rows_out=bad_rows_out,
         init=init, out=out,
         optimizer=optimizer,
         optimizer_params=given(momentum=momentum, nesterov=nesterov or None, weight_decay=weight_decay,
