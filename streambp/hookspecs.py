@@ -79,7 +79,8 @@ def fit_start(info):
     Parameters:
         info: dict with ``sizes`` (list of int: layer widths, input first, classes last), ``rows`` (int:
             training rows per epoch), ``epochs`` (int), ``classes`` (list: the class labels, sorted),
-            ``threads`` (int) and ``files`` (int: training files); further keys may be added.
+            ``threads`` (int), ``files`` (int: training files), ``out`` (str or None: the model file)
+            and ``config`` (dict: every setting of the fit); further keys may be added.
     Returns: nothing. Not firstresult: every plugin implementing it is called.
     """
 

@@ -177,6 +177,7 @@ def fit(c: FitConfig):
     history = []
     steps = 0
     emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs, "out": c.out,
+                             "config": asdict(c),
                              "classes": model.classes, "threads": n_threads, "files": len(source.files)})
     t_fit = time.perf_counter()
     bad = skipping(c, c.bad_rows_out)
