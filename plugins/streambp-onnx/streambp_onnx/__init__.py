@@ -1,0 +1,119 @@
+"""`streambp export-onnx MODEL OUT.onnx`: a streambp model as an ONNX graph, for onnxruntime and the like.
+
+The graph (float32 throughout; a float64 model's parameters are rounded to float32):
+
+    X [N, D]  ->  Sub(mean), Mul(inv_std)       only for a model trained with --standardize
+              ->  Gemm(W_1, b_1, transB=1) -> Sigmoid  ...  for each hidden layer
+              ->  Gemm(W_L, b_L, transB=1) -> Softmax(axis=1)  ->  probabilities [N, K]
+
+Column k of "probabilities" is the class classes[k]. The model's metadata goes into the ONNX file's
+metadata_props, each value a JSON text: "classes", "features", "label_type", "input_column", "sizes",
+"standardized", and "streambp_version" (plain text).
+"""
+import json
+import os
+from typing import Annotated
+
+import numpy as np
+import typer
+
+import streambp
+from streambp import hookimpl
+from streambp.atomic import atomic_path
+from streambp.errors import StreambpError
+from streambp.model import load
+
+__version__ = "0.1.0"
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13  # Softmax works on one axis from opset 13
+
+
+def _plain(value):
+    """A numpy scalar (a class label of a model built in Python) as a plain Python value, for JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_onnx(model, opset=DEFAULT_OPSET):
+    """The onnx.ModelProto computing model.predict_proba: input "X" float32 [N, D], output "probabilities"
+    float32 [N, K]."""
+    # Imported here: every installed plugin is imported whenever `streambp` starts, and onnx takes a
+    # tenth of a second to import, which `streambp fit` should not pay.
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise StreambpError(f"--opset must be between {MIN_OPSET} and {newest} (this onnx package's newest), "
+                            f"got {opset}.")
+    D, K = model.sizes[0], model.sizes[-1]
+    initializers = []
+    nodes = []
+
+    def constant(name, array):
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+        return name
+
+    def node(op, inputs, output, **attributes):
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+    x = "X"
+    if model.mean is not None:
+        x = node("Sub", [x, constant("mean", model.mean)], "centered")
+        x = node("Mul", [x, constant("inv_std", model.inv_std)], "standardized")
+    layers = model.layers
+    for n, (W, b) in enumerate(layers, start=1):
+        x = node("Gemm", [x, constant(f"W{n}", W), constant(f"b{n}", b)], f"z{n}", transB=1)
+        if n < len(layers):
+            x = node("Sigmoid", [x], f"a{n}")
+    node("Softmax", [x], "probabilities", axis=1)
+
+    graph = helper.make_graph(
+        nodes, "streambp",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", D])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", K])],
+        initializers)
+    opsets = [helper.make_opsetid("", opset)]
+    sizes = "-".join(map(str, model.sizes))
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="streambp-onnx",
+                              producer_version=__version__,
+                              doc_string=f"streambp {sizes} network: class probabilities")
+    proto.ir_version = helper.find_min_ir_version_for(opsets)  # readable by the oldest runtime that can
+    meta = {"classes": model.classes, "features": model.features, "label_type": model.label_type,
+            "input_column": model.input_column, "sizes": model.sizes, "standardized": model.mean is not None}
+    helper.set_model_props(proto, {**{k: json.dumps(v, default=_plain) for k, v in meta.items()},
+                                   "streambp_version": streambp.__version__})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export(model_path, out_path, opset=DEFAULT_OPSET):
+    """Write the ONNX graph of the model file model_path to out_path, atomically; return the model."""
+    model = load(model_path)
+    data = to_onnx(model, opset).SerializeToString()
+    with atomic_path(out_path) as tmp:  # a temporary file beside out_path, renamed over it when complete
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return model
+
+
+def export_onnx(
+    model: Annotated[str, typer.Argument(help="Model file written by `streambp fit`.")],
+    out: Annotated[str, typer.Argument(help="ONNX file to write (replaced atomically).")],
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = DEFAULT_OPSET,
+):
+    """Export MODEL as an ONNX graph: input X float32 [N, D], output probabilities [N, K]."""
+    m = export(model, out, opset)
+    print(f"Wrote {os.fspath(out)}: {'-'.join(map(str, m.sizes))} network, input X [N, {m.sizes[0]}], output "
+          f"probabilities [N, {m.sizes[-1]}] for classes {m.classes}.")
+
+
+@hookimpl
+def register_commands(app):
+    # Imported here, not at the top: streambp.cli calls this hook while it is being imported.
+    from streambp.cli import user_errors  # a StreambpError: one "Error:" paragraph, exit 2, no traceback
+
+    app.command("export-onnx")(user_errors(export_onnx))
