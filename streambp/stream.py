@@ -81,6 +81,14 @@ def open_source(path, name=None, **options):
         if name is None:
             raise StreambpError(f"No source reads {path}: name one with --source ({', '.join(sorted(entries))}).")
     factory = entries[name][0] if name in entries else sources.get(name)[0]
+    if options:
+        accepted = inspect.signature(factory).parameters
+        unknown = [k for k in options if k not in accepted] if not any(
+            p.kind is p.VAR_KEYWORD for p in accepted.values()) else []
+        if unknown:
+            takes = [k for k, p in accepted.items() if k != "path" and p.kind is p.POSITIONAL_OR_KEYWORD]
+            raise StreambpError(f"The {name} source has no option {unknown[0]!r}; it takes: "
+                                f"{', '.join(takes) or 'no options'}.")
     return factory(path, **options)
 
 

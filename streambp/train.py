@@ -50,6 +50,7 @@ class FitConfig:
     buffer_rows: int = 16384
     prefetch: int = 1
     source: str | None = None
+    source_options: dict = field(default_factory=dict)  # given to the source's factory, e.g. {"delimiter": ";"}
     dtype: str = "float32"
 
 
@@ -156,10 +157,10 @@ def fit(c: FitConfig):
     if c.out:
         check_writable(c.out)
     n_threads = threads.configure(c.threads)
-    source = open_source(c.data, c.source)
+    source = open_source(c.data, c.source, **c.source_options)
     model, labels = build_model(c, source)
     spec = model_spec(model, source)
-    val_source = open_source(c.val, c.source) if c.val else None
+    val_source = open_source(c.val, c.source, **c.source_options) if c.val else None
     if val_source is not None:
         model_spec(model, val_source)
     encoder = LabelEncoder(c.label, model.classes, model.label_type)

@@ -286,3 +286,25 @@ def test_glob_without_extension(tmp_path, blobs):
     write_csv(tmp_path / "a.csv", blob_table(*blobs))
     assert isinstance(open_source(str(tmp_path / "a.*")), CsvSource)
     user_error("fit", str(tmp_path / "zzz*"), "--out", tmp_path / "m.npz", *FAST, names=["zzz*", "No files"])
+
+
+def test_source_options_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from streambp.cli import app
+
+    rng = np.random.default_rng(0)
+    lines = [f"{a:.4f};{b:.4f};{int(a + b > 0)}" for a, b in rng.normal(size=(200, 2))]
+    path = tmp_path / "noheader.csv"
+    path.write_text("\n".join(lines) + "\n")
+    runner = CliRunner()
+    ok = runner.invoke(app, ["fit", str(path), "--label", "f2", "--epochs", "2", "--hidden", "0",
+                             "--source-option", "header=false", "--source-option", "delimiter=;",
+                             "--out", str(tmp_path / "m.npz")])
+    assert ok.exit_code == 0, ok.output
+    assert streambp.load(tmp_path / "m.npz").features == ["f0", "f1"]
+    bad = runner.invoke(app, ["evaluate", str(tmp_path / "m.npz"), str(path), "--label", "f2",
+                              "--source-option", "quote=x"])
+    assert bad.exit_code == 2 and "no option 'quote'" in bad.output and "delimiter" in bad.output
+    malformed = runner.invoke(app, ["predict", str(tmp_path / "m.npz"), str(path), "--source-option", "header"])
+    assert malformed.exit_code == 2 and "KEY=VALUE" in malformed.output

@@ -10,3 +10,18 @@ def parse_int_list(text, option):
     except ValueError:
         raise StreambpError(f"{option} takes comma-separated integers such as 256,128; got {text!r}.") from None
     return [] if values == [0] else values
+
+
+def parse_source_options(items):
+    """['delimiter=;', 'header=false', 'block_size=65536'] -> {'delimiter': ';', 'header': False, ...}."""
+    from ..errors import StreambpError
+
+    options = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StreambpError(f"--source-option takes KEY=VALUE, got {item!r}.")
+        low = value.lower()
+        options[key] = True if low == "true" else False if low == "false" else \
+            int(value) if value.lstrip("-").isdigit() else value
+    return options

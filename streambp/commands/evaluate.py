@@ -5,6 +5,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import parse_source_options
 from ..evaluate import evaluate
 from ..model import load
 from ..stream import open_source
@@ -18,9 +19,11 @@ def command(
     label: Annotated[str, typer.Option(help="Label column.")] = "label",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     source: Annotated[Optional[str], typer.Option(help="Data source name (default: by file extension).")] = None,
+    source_option: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=VALUE for the source, repeatable (csv: delimiter, header, block_size).")] = None,
 ):
     """Accuracy, log loss, per-class precision and recall, and the confusion matrix on DATA."""
-    m = evaluate(load(model), open_source(data, source), label)
+    m = evaluate(load(model), open_source(data, source, **parse_source_options(source_option)), label)
     if as_json:
         print(json.dumps(m, indent=2))
         return

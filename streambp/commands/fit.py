@@ -2,7 +2,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import parse_int_list
+from . import parse_int_list, parse_source_options
 from ..train import DEFAULT_HIDDEN, FitConfig, fit
 
 NAME = "fit"
@@ -70,6 +70,8 @@ def command(
     shuffle: Annotated[bool, typer.Option(help="Shuffle rows within a buffer each epoch.")] = True,
     buffer_rows: Annotated[int, typer.Option(help="Rows per shuffle/prefetch buffer.")] = 16384,
     source: Annotated[Optional[str], typer.Option(help="Data source name (default: by file extension).")] = None,
+    source_option: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=VALUE for the source, repeatable (csv: delimiter, header, block_size).")] = None,
 ):
     """Train a network on DATA and write it to --out."""
     fit(FitConfig(
@@ -84,4 +86,4 @@ def command(
         lr_schedule=lr_schedule,
         lr_schedule_params=given(step_size=lr_step_size, gamma=lr_gamma, lr_min=lr_min),
         warmup_steps=warmup_steps, loggers=logger or ["console"], shuffle=shuffle, buffer_rows=buffer_rows,
-        source=source))
+        source=source, source_options=parse_source_options(source_option)))

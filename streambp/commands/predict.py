@@ -2,6 +2,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from . import parse_source_options
 from ..evaluate import predict_to_parquet
 from ..model import load
 from ..stream import open_source
@@ -15,7 +16,9 @@ def command(
     out: Annotated[str, typer.Option(help="Parquet file for the predictions.")] = "predictions.parquet",
     id: Annotated[Optional[str], typer.Option("--id", help="Column to copy into the output.")] = None,
     source: Annotated[Optional[str], typer.Option(help="Data source name (default: by file extension).")] = None,
+    source_option: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=VALUE for the source, repeatable (csv: delimiter, header, block_size).")] = None,
 ):
     """Write the predicted label and one probability column per class for each row of DATA."""
-    rows = predict_to_parquet(load(model), open_source(data, source), out, id)
+    rows = predict_to_parquet(load(model), open_source(data, source, **parse_source_options(source_option)), out, id)
     print(f"Wrote {rows:,} predictions to {out}.")
