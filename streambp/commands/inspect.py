@@ -21,7 +21,8 @@ def command(
     t = m.training
     print(f"architecture  {'-'.join(map(str, m.sizes))} (sigmoid hidden, softmax output), "
           f"{m.theta.size:,} parameters, {m.theta.dtype}")
-    print(f"classes       {len(m.classes)}: {', '.join(map(str, m.classes[:20]))}{' ...' if len(m.classes) > 20 else ''}")
+    more = " ..." if len(m.classes) > 20 else ""
+    print(f"classes       {len(m.classes)}: {', '.join(map(str, m.classes[:20]))}{more}")
     inputs = f"column {m.input_column!r} ({len(m.features)} values)" if m.input_column else \
         f"{', '.join(m.features[:10])}{' ...' if len(m.features) > 10 else ''}"
     print(f"features      {len(m.features)}: {inputs}")

@@ -103,7 +103,7 @@ class ParquetSource:
     def batches(self, columns, batch_rows, rng=None):
         """Row group by row group, in file order, or in an order drawn from rng (a numpy Generator)."""
         units = self.units if rng is None else [self.units[i] for i in rng.permutation(len(self.units))]
-        pf = None
+        pf = pf_path = None
         for f, group, row in units:
             try:
                 # One reader per row group: a reader over the whole file kept every decoded row group

@@ -5,7 +5,6 @@ layout[L, 4] holds per layer (I, O, offset of W in theta, offset of the layer's 
 workspace row): W_l = theta[p : p + O*I] as [O, I], then b_l = theta[p + O*I : p + O*I + O].
 Workspaces acts and deltas hold, for B rows, every layer's [B, O] block one after the other.
 """
-import numpy as np
 from numba import njit
 
 from .compile import OPTIONS

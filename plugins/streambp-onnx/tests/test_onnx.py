@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 import typer
 from numpy.testing import assert_allclose
-import onnx
 import onnxruntime as ort
 from typer.testing import CliRunner
 
