@@ -420,16 +420,8 @@ def spark_cfg(a, train, test, max_iter):
 # streambp: the real CLI in a subprocess, stdout time-stamped line by line.
 
 
-DRIVER = """\
-import resource, sys
-from streambp.cli import app
-try:
-    rc = app(args=sys.argv[1:], prog_name="streambp", standalone_mode=False)
-except SystemExit as e:
-    rc = e.code
-print("BENCH_MAXRSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
-sys.exit(rc if isinstance(rc, int) else 0)
-"""
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_pipeline import DRIVER  # noqa: E402  (runs the CLI, then prints its own peak RSS)
 
 
 def fit_args(a, train, test, out, epochs):
