@@ -7,6 +7,7 @@ import numpy as np
 from . import __version__, threads
 from .atomic import check_writable
 from .badrows import BadRows
+from .config import config_path, write_config
 from .errors import StreambpError
 from .evaluate import evaluate, model_spec
 from .model import Model, load
@@ -232,6 +233,7 @@ def fit(c: FitConfig):
         model.training["best_epoch"] = stopper.best_epoch
     if c.out:
         model.save(c.out)
+        write_config(c, config_path(c.out))
     emit(logs, "fit_end", {"out": c.out, "seconds": model.training["seconds"], "history": history,
                            "bad_rows": model.training["bad_rows"]})
     return model

@@ -3,9 +3,18 @@ from typing import Annotated, Optional
 import typer
 
 from . import parse_int_list, parse_source_options
+from ..config import merge, read_config
+from ..errors import StreambpError
 from ..train import DEFAULT_HIDDEN, FitConfig, fit
 
 NAME = "fit"
+
+
+# The FitConfig setting each option feeds, where the names differ.
+SETTING = {"logger": "loggers", "source_option": "source_options", "momentum": "optimizer_params",
+           "nesterov": "optimizer_params", "weight_decay": "optimizer_params", "beta1": "optimizer_params",
+           "beta2": "optimizer_params", "eps": "optimizer_params", "lr_step_size": "lr_schedule_params",
+           "lr_gamma": "lr_schedule_params", "lr_min": "lr_schedule_params"}
 
 
 def given(**options):
@@ -14,7 +23,12 @@ def given(**options):
 
 
 def command(
-    data: Annotated[str, typer.Argument(help="Parquet, CSV or Arrow IPC file, a directory of them, or a glob.")],
+    ctx: typer.Context,
+    data: Annotated[Optional[str], typer.Argument(
+        help="Parquet, CSV or Arrow IPC file, a directory of them, or a glob (or `data` in --config).")] = None,
+    config: Annotated[Optional[str], typer.Option(
+        help="TOML file of settings (FitConfig's names, e.g. the <model>.config.toml a fit writes); flags "
+             "given on the command line override it.")] = None,
     label: Annotated[str, typer.Option(help="Label column: integer, string or dictionary-encoded.")] = "label",
     features: Annotated[Optional[str], typer.Option(
         help="Comma-separated feature columns, or one list column (default: every numeric column but the "
@@ -74,7 +88,7 @@ def command(
         help="KEY=VALUE for the source, repeatable (csv: delimiter, header, block_size).")] = None,
 ):
     """Train a network on DATA and write it to --out."""
-    fit(FitConfig(
+    settings = dict(
         data=data, label=label, features=features.split(",") if features else None,
         hidden=None if hidden is None else parse_int_list(hidden, "--hidden"), epochs=epochs,
         batch_size=batch_size, lr=lr, seed=seed, threads=threads, val=val, val_fraction=val_fraction,
@@ -87,4 +101,12 @@ def command(
         lr_schedule=lr_schedule,
         lr_schedule_params=given(step_size=lr_step_size, gamma=lr_gamma, lr_min=lr_min),
         warmup_steps=warmup_steps, loggers=logger or ["console"], shuffle=shuffle, buffer_rows=buffer_rows,
-        source=source, source_options=parse_source_options(source_option)))
+        source=source, source_options=parse_source_options(source_option))
+    if config:
+        # compared by name: recent Typer runs its own copy of click, with its own ParameterSource enum
+        flags = {SETTING.get(p, p) for p in ctx.params
+                 if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"}
+        settings = merge(read_config(config), settings, flags & set(settings))
+    if not settings["data"]:
+        raise StreambpError("Name the training data: streambp fit DATA, or `data` in a --config file.")
+    fit(FitConfig(**settings))
