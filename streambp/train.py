@@ -204,6 +204,9 @@ def fit(c: FitConfig):
                         emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": steps, "rows": rows,
                                             "rows_total": labels.rows, "loss": loss_sum / rows,
                                             "rows_per_s": rows / (now - t0)})
+            if rows == 0:
+                raise StreambpError(f"No training rows are left in {source.files[0]} after the validation split "
+                                    "and skipped rows.")
             if not np.isfinite(loss_sum):
                 raise StreambpError(f"Training diverged in epoch {epoch} (the loss is {loss_sum}); try a smaller "
                                     f"--lr than {c.lr}.")

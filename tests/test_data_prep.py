@@ -144,3 +144,10 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(blob_file):
     assert restored == pytest.approx(losses[best - 1], rel=1e-6)
     with pytest.raises(StreambpError, match="needs --val"):
         fit(FitConfig(data=str(blob_file), early_stopping=2, **QUIET))
+
+
+def test_no_training_rows_left_is_a_user_error(tmp_path):
+    path = tmp_path / "two.parquet"
+    pq.write_table(pa.table({"x": [1.0, float("nan")], "y": [0.5, 0.5], "label": [0, 1]}), path)
+    with pytest.raises(StreambpError, match="No training rows"):
+        fit(FitConfig(data=str(path), features=["x"], on_bad_rows="skip", val_fraction=0.99, **QUIET))
