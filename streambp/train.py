@@ -7,6 +7,7 @@ import numpy as np
 from . import __version__, threads
 from .atomic import check_writable
 from .badrows import BadRows
+from .checkpoint import load_latest, save_checkpoint
 from .config import config_path, write_config
 from .errors import StreambpError
 from .evaluate import evaluate, model_spec
@@ -14,7 +15,8 @@ from .model import Model, load
 from .plugins import loggers, optimizers
 from .schedules import make_schedule
 from .step import Stepper
-from .stream import LabelEncoder, chunks, open_source, prefetched, resolve_features, scan_labels, scan_moments
+from .stream import (LabelEncoder, LabelInfo, chunks, open_source, prefetched, resolve_features, scan_labels,
+                     scan_moments)
 
 DEFAULT_HIDDEN = (128,)
 
@@ -36,6 +38,8 @@ class FitConfig:
     val_fraction: float = 0.0  # hold out this fraction of the rows of data, by a hash of (file, row)
     standardize: bool = False
     class_weight: str | list | None = None  # "balanced", or one weight per class in class order
+    run_dir: str | None = None  # write a checkpoint here after every epoch
+    resume: str | None = None  # continue from the newest checkpoint in this run directory
     early_stopping: int = 0  # stop after this many epochs without a lower validation loss (0: never)
     on_bad_rows: str = "error"  # or "skip": drop rows with null, NaN or inf values, and count them
     bad_rows_out: str | None = None  # with "skip": write the dropped rows here (Parquet)
@@ -159,13 +163,21 @@ def fit(c: FitConfig):
         check_writable(c.out)
     n_threads = threads.configure(c.threads)
     source = open_source(c.data, c.source, **c.source_options)
-    model, labels = build_model(c, source)
+    resumed = None
+    if c.resume:
+        model, opt_state, resumed = load_latest(c.resume)
+        labels = LabelInfo(**resumed["labels"])
+    else:
+        model, labels = build_model(c, source)
+    run_dir = c.run_dir or c.resume
     spec = model_spec(model, source)
     val_source = open_source(c.val, c.source, **c.source_options) if c.val else None
     if val_source is not None:
         model_spec(model, val_source)
     encoder = LabelEncoder(c.label, model.classes, model.label_type)
     optimizer = optimizers.get(c.optimizer)[0](model.theta, **c.optimizer_params)
+    if resumed:
+        optimizer.load_state_dict(opt_state)
     steps_per_epoch = max(1, -(-labels.rows // c.batch_size))
     lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
                           **c.lr_schedule_params)
@@ -176,16 +188,22 @@ def fit(c: FitConfig):
         val_source = source
     tuner = threads.BlasTuner(n_threads)
     chunk_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
-    history = []
-    steps = 0
+    history = resumed["history"] if resumed else []
+    steps = resumed["steps"] if resumed else 0
+    start = resumed["epoch"] + 1 if resumed else 1
     emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs, "out": c.out,
                              "config": asdict(c),
                              "classes": model.classes, "threads": n_threads, "files": len(source.files)})
     t_fit = time.perf_counter()
     bad = skipping(c, c.bad_rows_out)
     stopper = EarlyStopping(c.early_stopping, model.theta) if c.early_stopping else None
+    if resumed and stopper:
+        stopper.best, stopper.best_epoch = resumed["stopper"]
+        stopper.best_theta[:] = resumed["best_theta"]
+    if bad is not None and start > 1:
+        bad.recording = False  # the first epoch, which recorded them, ran before the resume
     try:
-        for epoch in range(1, c.epochs + 1):
+        for epoch in range(start, c.epochs + 1):
             rng = np.random.default_rng([c.seed, epoch]) if c.shuffle else None
             batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, c.prefetch, split, bad)
             t0 = last = time.perf_counter()
@@ -221,7 +239,13 @@ def fit(c: FitConfig):
             emit(logs, "epoch_end", record)
             if bad is not None:
                 bad.close()  # every row has been seen once
-            if stopper is not None and stopper.update(epoch, record["val_loss"], model.theta):
+            stop = stopper is not None and stopper.update(epoch, record["val_loss"], model.theta)
+            if run_dir:
+                save_checkpoint(run_dir, model, optimizer, {
+                    "epoch": epoch, "steps": steps, "history": history, "labels": asdict(labels), "config": asdict(c),
+                    "stopper": [stopper.best, stopper.best_epoch] if stopper else None},
+                    stopper.best_theta if stopper else None)
+            if stop:
                 break
     except BaseException as e:
         if bad is not None:

@@ -3,6 +3,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import parse_int_list, parse_source_options
+from ..checkpoint import load_latest
 from ..config import merge, read_config
 from ..errors import StreambpError
 from ..train import DEFAULT_HIDDEN, FitConfig, fit
@@ -26,6 +27,11 @@ def command(
     ctx: typer.Context,
     data: Annotated[Optional[str], typer.Argument(
         help="Parquet, CSV or Arrow IPC file, a directory of them, or a glob (or `data` in --config).")] = None,
+    run_dir: Annotated[Optional[str], typer.Option(
+        help="Write a checkpoint here after every epoch (the newest 3 are kept).")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Continue the run whose checkpoints are in this directory, with its settings (flags given "
+             "override them, e.g. --epochs).")] = None,
     config: Annotated[Optional[str], typer.Option(
         help="TOML file of settings (FitConfig's names, e.g. the <model>.config.toml a fit writes); flags "
              "given on the command line override it.")] = None,
@@ -101,12 +107,17 @@ def command(
         lr_schedule=lr_schedule,
         lr_schedule_params=given(step_size=lr_step_size, gamma=lr_gamma, lr_min=lr_min),
         warmup_steps=warmup_steps, loggers=logger or ["console"], shuffle=shuffle, buffer_rows=buffer_rows,
-        source=source, source_options=parse_source_options(source_option))
-    if config:
+        source=source, source_options=parse_source_options(source_option), run_dir=run_dir, resume=resume)
+    if config and resume:
+        raise StreambpError("--resume continues a run with its own settings; give flags to change them, not "
+                            "--config.")
+    saved = load_latest(resume)[2]["config"] if resume else read_config(config) if config else None
+    if saved is not None:
         # compared by name: recent Typer runs its own copy of click, with its own ParameterSource enum
         flags = {SETTING.get(p, p) for p in ctx.params
                  if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"}
-        settings = merge(read_config(config), settings, flags & set(settings))
+        settings = merge(saved, settings, flags & set(settings))
+        settings["resume"] = resume
     if not settings["data"]:
         raise StreambpError("Name the training data: streambp fit DATA, or `data` in a --config file.")
     fit(FitConfig(**settings))
