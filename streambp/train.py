@@ -1,4 +1,7 @@
 """The training loop: stream chunks, run minibatches through backprop and the optimizer, log, save."""
+import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -109,6 +112,39 @@ def build_model(c, source):
     return model, labels
 
 
+class Interrupted(StreambpError):
+    """Ctrl-C or SIGTERM: the step finished, a checkpoint was written; exit code 130."""
+
+    exit_code = 130
+
+
+class Interrupt:
+    """Turns the first SIGINT or SIGTERM into a request that the loop honours after the current step; a
+    second one interrupts at once (the last complete checkpoint stays valid: they are written atomically)."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def default_run_dir(c):
+    """Where an interrupted run without --run-dir puts its checkpoint: runs/<model name>-<time>."""
+    name = os.path.splitext(os.path.basename(c.out or "model"))[0]
+    return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
 class EarlyStopping:
     """Tracks the validation loss; says stop after `patience` epochs without a new lowest one, and
     restores the parameters of the best epoch."""
@@ -190,7 +226,8 @@ def fit(c: FitConfig):
     chunk_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
     history = resumed["history"] if resumed else []
     steps = resumed["steps"] if resumed else 0
-    start = resumed["epoch"] + 1 if resumed else 1
+    # a checkpoint written mid-epoch (after an interrupt) resumes that epoch after its first `done` minibatches
+    start = resumed["epoch"] + (0 if resumed.get("done") else 1) if resumed else 1
     emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs, "out": c.out,
                              "config": asdict(c),
                              "classes": model.classes, "threads": n_threads, "files": len(source.files)})
@@ -200,17 +237,35 @@ def fit(c: FitConfig):
     if resumed and stopper:
         stopper.best, stopper.best_epoch = resumed["stopper"]
         stopper.best_theta[:] = resumed["best_theta"]
-    if bad is not None and start > 1:
-        bad.recording = False  # the first epoch, which recorded them, ran before the resume
+    if bad is not None and resumed:
+        bad.recording = False  # rows already read before the resume were recorded then
+    interrupt = Interrupt()
+
+    def checkpoint(epoch, done=0, rows=0, loss_sum=0.0):
+        return save_checkpoint(run_dir or default_run_dir(c), model, optimizer, {
+            "epoch": epoch, "done": done, "rows": rows, "loss_sum": loss_sum, "steps": steps, "history": history,
+            "labels": asdict(labels), "config": asdict(c),
+            "stopper": [stopper.best, stopper.best_epoch] if stopper else None},
+            stopper.best_theta if stopper else None)
+
     try:
         for epoch in range(start, c.epochs + 1):
             rng = np.random.default_rng([c.seed, epoch]) if c.shuffle else None
             batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, c.prefetch, split, bad)
             t0 = last = time.perf_counter()
-            rows = 0
-            loss_sum = 0.0
+            mid = resumed if resumed and epoch == start and resumed.get("done") else {}
+            skip = done = mid.get("done", 0)
+            rows, loss_sum = mid.get("rows", 0), mid.get("loss_sum", 0.0)
             for X, y in prefetched(batches, c.prefetch):
                 for s in range(0, X.shape[0], c.batch_size):
+                    if skip:  # replaying the interrupted epoch's stream up to where it stopped
+                        skip -= 1
+                        continue
+                    if interrupt.requested:
+                        path = checkpoint(epoch, done, rows, loss_sum)
+                        raise Interrupted(f"Interrupted in epoch {epoch} after {done:,} minibatches; wrote "
+                                          f"{path}. Resume with: streambp fit --resume {os.path.dirname(path)}")
+                    done += 1
                     loss = stepper.step(X[s:s + c.batch_size], y[s:s + c.batch_size], lr_at(steps))
                     tuner.tick()
                     n = min(c.batch_size, X.shape[0] - s)
@@ -241,16 +296,15 @@ def fit(c: FitConfig):
                 bad.close()  # every row has been seen once
             stop = stopper is not None and stopper.update(epoch, record["val_loss"], model.theta)
             if run_dir:
-                save_checkpoint(run_dir, model, optimizer, {
-                    "epoch": epoch, "steps": steps, "history": history, "labels": asdict(labels), "config": asdict(c),
-                    "stopper": [stopper.best, stopper.best_epoch] if stopper else None},
-                    stopper.best_theta if stopper else None)
+                checkpoint(epoch)
             if stop:
                 break
     except BaseException as e:
         if bad is not None:
             bad.abort(e)
         raise
+    finally:
+        interrupt.restore()
     model.training = {
         "streambp_version": __version__, "config": asdict(c), "rows": labels.rows, "class_counts": labels.counts,
         "history": history, "seconds": time.perf_counter() - t_fit, "bad_rows": bad.count if bad else 0,
