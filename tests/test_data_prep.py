@@ -151,3 +151,20 @@ def test_no_training_rows_left_is_a_user_error(tmp_path):
     pq.write_table(pa.table({"x": [1.0, float("nan")], "y": [0.5, 0.5], "label": [0, 1]}), path)
     with pytest.raises(StreambpError, match="No training rows"):
         fit(FitConfig(data=str(path), features=["x"], on_bad_rows="skip", val_fraction=0.99, **QUIET))
+
+
+def test_standardize_trains_unscaled_real_data(tmp_path, mnist_train, mnist_test):
+    """The bundled MNIST digits with pixel columns rescaled to 0.1 .. 1000 and shifted by up to 2000."""
+    paths = {}
+    for name, path in (("train", mnist_train), ("test", mnist_test)):
+        table = pq.read_table(path)
+        cols = {f"p{j}": table.column(f"p{j}").to_numpy() * np.float32(10.0 ** (j % 5 - 1)) + np.float32(1000 * (j % 3))
+                for j in range(784)}
+        cols["label"] = table.column("label")
+        paths[name] = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table(cols), paths[name])
+    cfg = dict(data=str(paths["train"]), hidden=[128], lr=0.5, epochs=8, **QUIET)
+    scaled = evaluate(fit(FitConfig(standardize=True, **cfg)), open_source(paths["test"]), "label")["accuracy"]
+    raw = evaluate(fit(FitConfig(**cfg)), open_source(paths["test"]), "label")["accuracy"]
+    assert scaled >= 0.88  # 0.909 measured; the same network on the [0, 1] pixels reaches 0.919
+    assert raw < 0.5  # 0.102 measured: saturated sigmoids
