@@ -257,7 +257,11 @@ class BatchDecoder:
         spec = self.spec
         if spec.input_column:
             arr = batch.column(spec.input_column)
+            if arr.null_count and self.skip_bad:  # a row of NaN marks the null row as bad
+                arr = pc.coalesce(arr, pa.scalar([float("nan")] * spec.width, type=arr.type))
             values = arr.flatten()
+            if values.null_count and self.skip_bad:
+                values = values.cast(pa.float64()).fill_null(np.nan)
             if arr.null_count or values.null_count:
                 bad = arr if arr.null_count else values
                 raise StreambpError(f"{f}: column {spec.input_column!r} holds a null "

@@ -93,3 +93,18 @@ def test_a_run_stopped_mid_epoch_leaves_no_partial_bad_rows_file(tmp_path, monke
                       bad_rows_out=str(out), out=None, loggers=[]))
     assert out.read_bytes() == b"keep me"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_skip_handles_null_rows_and_values_of_a_list_column(tmp_path):
+    X, y = make_blobs(n=300, d=3, k=2, seed=6)
+    rows = [list(map(float, r)) for r in X]
+    rows[5] = None
+    rows[9][1] = None
+    rows[12][0] = float("inf")
+    path = tmp_path / "vec.parquet"
+    pq.write_table(pa.table({"vec": pa.array(rows, type=pa.list_(pa.float32(), 3)), "label": y}), path)
+    out = tmp_path / "rejected.parquet"
+    model = fit(FitConfig(data=str(path), hidden=[4], epochs=2, on_bad_rows="skip", bad_rows_out=str(out),
+                          out=None, loggers=[]))
+    assert model.input_column == "vec" and model.training["bad_rows"] == 3
+    assert sorted(pq.read_table(out).column("_row").to_pylist()) == [5, 9, 12]
