@@ -76,6 +76,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_pipeline import DRIVER, machine_busy_s, own_cpu_s  # noqa: E402  (DRIVER: the CLI + its peak RSS)
+
 D, H, K = 100, 128, 10
 ROW_GROUP_ROWS = 65536
 GENERATOR_VERSION = 1
@@ -189,22 +192,6 @@ def class_counts(path):
 
 # ---------------------------------------------------------------------------------------------------------
 # Measurement helpers.
-
-
-def machine_busy_s():
-    """Busy CPU seconds of the whole machine since boot (/proc/stat), or None off Linux."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = (v + [0] * 7)[:7]
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_s():
-    ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(r.ru_utime + r.ru_stime for r in ru)
 
 
 def measured(fn, *args):
@@ -420,8 +407,6 @@ def spark_cfg(a, train, test, max_iter):
 # streambp: the real CLI in a subprocess, stdout time-stamped line by line.
 
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_pipeline import DRIVER  # noqa: E402  (runs the CLI, then prints its own peak RSS)
 
 
 def fit_args(a, train, test, out, epochs):

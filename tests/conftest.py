@@ -1,7 +1,10 @@
+import traceback
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from pathlib import Path
 
@@ -61,3 +64,22 @@ def mnist_test():
 def run_in_tmp_path(tmp_path, monkeypatch):
     """Every test runs in its own directory, so default output paths never land in the checkout."""
     monkeypatch.chdir(tmp_path)
+
+
+def run(*args):
+    """Run the streambp CLI in-process on the given arguments (str() of each); the CliRunner result."""
+    from streambp.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def invoke(*args):
+    """Run the CLI in-process; fail with the exception and output unless it exits 0."""
+    result = run(*args)
+    if result.exit_code != 0:
+        detail = ""
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            detail = "".join(traceback.format_exception(*result.exc_info))
+        command = " ".join(map(str, args))
+        pytest.fail(f"streambp {command} exited {result.exit_code}:\n{result.output}\n{detail}")
+    return result

@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import traceback
 
 import numpy as np
 import pyarrow as pa
@@ -16,21 +15,9 @@ import streambp
 from streambp import Model
 from streambp.cli import app
 
-from conftest import blob_table, make_blobs
+from conftest import blob_table, invoke, make_blobs
 
 FAST = ["--threads", "1", "--batch-size", "16"]
-
-
-def invoke(*args):
-    """Run the CLI in-process; fail with the exception and output unless it exits 0."""
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exit_code != 0:
-        detail = ""
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            detail = "".join(traceback.format_exception(*result.exc_info))
-        command = " ".join(map(str, args))
-        pytest.fail(f"streambp {command} exited {result.exit_code}:\n{result.output}\n{detail}")
-    return result
 
 
 def words(text):

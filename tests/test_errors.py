@@ -9,18 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 import streambp
-from streambp.cli import app
 
-from conftest import blob_table
+from conftest import blob_table, run
 
 FAST = ["--threads", "1", "--epochs", "1", "--hidden", "4", "--batch-size", "16"]
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def user_error(*args, names=()):

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 import streambp
 from streambp import hookimpl, train
-from streambp.cli import app
 from streambp.default_plugins.optimizers import SGD
 from streambp.default_plugins.sources import ParquetSource
 from streambp.errors import StreambpError
@@ -27,23 +26,9 @@ from streambp.plugins import (DEFAULT_PLUGINS, LOAD_PLUGINS_ENV, describe_plugin
                               loggers, reset_plugin_manager)
 from streambp.stream import open_source
 
+from conftest import invoke, run
+
 FAST = ["--threads", "1", "--batch-size", "16", "--hidden", "4"]
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def invoke(*args):
-    """Run the CLI in-process; fail with the exception and output unless it exits 0."""
-    result = run(*args)
-    if result.exit_code != 0:
-        detail = ""
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            detail = "".join(traceback.format_exception(*result.exc_info))
-        command = " ".join(map(str, args))
-        pytest.fail(f"streambp {command} exited {result.exit_code}:\n{result.output}\n{detail}")
-    return result
 
 
 def user_error(*args, names=()):

@@ -15,8 +15,8 @@ from streambp.default_plugins.sources import ArrowSource, CsvSource, ParquetSour
 from streambp.errors import StreambpError
 from streambp.stream import open_source
 
-from conftest import blob_table
-from test_plugins import FAST, invoke, user_error
+from conftest import blob_table, invoke
+from test_plugins import FAST, user_error
 
 
 def fit_rows(data, tmp_path, *extra, epochs=2):
