@@ -77,7 +77,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_pipeline import DRIVER, machine_busy_s, own_cpu_s  # noqa: E402  (DRIVER: the CLI + its peak RSS)
+from bench_pipeline import DRIVER, is_cached, machine_busy_s, own_cpu_s  # noqa: E402  (DRIVER: the CLI + its peak RSS)
 
 D, H, K = 100, 128, 10
 ROW_GROUP_ROWS = 65536
@@ -122,15 +122,6 @@ def file_params(split, rows, a):
     return {"generator": GENERATOR_VERSION, "split": split, "rows": rows, "features": D, "classes": K,
             "teacher": f"{D}-{H}tanh-{K}", "teacher_scale": a.teacher_scale, "seed": a.seed,
             "row_group_rows": ROW_GROUP_ROWS, "compression": a.compression, "use_dictionary": False}
-
-
-def is_cached(path, params):
-    try:
-        with open(path + ".json") as f:
-            meta = json.load(f)
-        return meta["params"] == params and os.path.getsize(path) == meta["bytes"]
-    except (OSError, ValueError, KeyError):
-        return False
 
 
 def estimated_bytes(rows):
