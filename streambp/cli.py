@@ -42,9 +42,9 @@ def main_options(version: bool = typer.Option(False, "--version", callback=versi
 
 
 def register_builtin_commands():
-    from .commands import evaluate, fit, gradcheck, inspect, plugins, predict
+    from .commands import evaluate, fit, gradcheck, inspect, plugins, predict, report
 
-    for module in (fit, predict, evaluate, inspect, plugins, gradcheck):
+    for module in (fit, predict, evaluate, inspect, plugins, gradcheck, report):
         app.command(module.NAME)(user_errors(module.command))
 
 

@@ -71,9 +71,11 @@ def _toml(value):
 
 
 def write_config(config, path):
-    """Write a FitConfig as TOML, atomically; settings that are None are left out."""
+    """Write a FitConfig as TOML, atomically; settings that are None are left out, and so are resume and
+    run_dir: a run started from the file gets a run directory of its own."""
     lines = ["# streambp fit --config this-file  (flags given on the command line override these)"]
-    lines += [f"{k} = {_toml(v)}" for k, v in asdict(config).items() if v is not None]
+    lines += [f"{k} = {_toml(v)}" for k, v in asdict(config).items()
+              if v is not None and k not in ("resume", "run_dir")]
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")

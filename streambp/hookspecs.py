@@ -57,6 +57,20 @@ def register_sources(register):
 
 
 @hookspec
+def register_engines(register):
+    """Add training engines selectable with ``streambp fit --engine NAME`` (the default is ``local``).
+
+    Parameters:
+        register: ``register(name, factory)``. ``factory(run, **options)`` builds an engine for a
+            ``streambp.engine.Run`` (the model, optimizer, data and settings of one fit); options are the
+            engine settings given to fit (``--scheduler``, ``--workers``, ``--sync-every``), only those
+            given. The engine has ``epoch(epoch, skip)`` yielding ``(rows, loss, correct, steps)`` once per
+            update of ``run.model.theta`` and ``close()``; see streambp/engine.py for the contract.
+    Returns: nothing. Not firstresult: every plugin may register names; a duplicate name is an error.
+    """
+
+
+@hookspec
 def register_commands(app):
     """Add subcommands to the ``streambp`` command line.
 
@@ -80,7 +94,8 @@ def fit_start(info):
         info: dict with ``sizes`` (list of int: layer widths, input first, classes last), ``rows`` (int:
             training rows per epoch), ``epochs`` (int), ``classes`` (list: the class labels, sorted),
             ``threads`` (int), ``files`` (int: training files), ``out`` (str or None: the model file)
-            and ``config`` (dict: every setting of the fit); further keys may be added.
+            ``config`` (dict: every setting of the fit), ``run_dir`` (str or None) and ``resumed`` (bool);
+            further keys may be added.
     Returns: nothing. Not firstresult: every plugin implementing it is called.
     """
 
@@ -88,12 +103,13 @@ def fit_start(info):
 @hookspec
 def step_end(info):
     """Progress within an epoch, at the loggers' cadence: after a step, at most every 16 steps and
-    0.2 s (a few times a second), never for every minibatch.
+    0.2 s (a few times a second), never for every minibatch, and after the epoch's last step.
 
     Parameters:
         info: dict with ``epoch`` (int, from 1), ``epochs`` (int), ``step`` (int: minibatches so far, all
             epochs), ``rows`` (int: rows so far this epoch), ``rows_total`` (int: rows per epoch),
-            ``loss`` (float: mean training loss so far this epoch) and ``rows_per_s`` (float).
+            ``loss`` (float: mean training loss so far this epoch), ``accuracy`` (float: training accuracy so
+            far this epoch) and ``rows_per_s`` (float).
     Returns: nothing. Not firstresult.
     """
 
@@ -103,9 +119,11 @@ def epoch_end(info):
     """An epoch has finished (and the validation data, if any, has been evaluated).
 
     Parameters:
-        info: dict with ``epoch`` (int, from 1), ``epochs`` (int), ``train_loss`` (float: mean
-            cross-entropy over the epoch), ``seconds`` (float: the epoch's duration), ``rows_per_s``
-            (float) and, with ``--val``, ``val_loss`` (float) and ``val_accuracy`` (float in [0, 1]).
+        info: dict with ``epoch`` (int, from 1), ``epochs`` (int), ``step`` (int: optimizer steps so far),
+            ``train_loss`` (float: mean cross-entropy over the epoch), ``train_accuracy`` (float),
+            ``seconds`` (float: the epoch's duration), ``rows_per_s`` (float) and, with ``--val``,
+            ``val_loss`` (float), ``val_accuracy`` (float in [0, 1]) and ``val_confusion`` (K x K list of
+            int: rows true, columns predicted class).
     Returns: nothing. Not firstresult.
     """
 

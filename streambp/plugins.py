@@ -23,6 +23,7 @@ DEFAULT_PLUGINS = (
     "streambp.default_plugins.optimizers",
     "streambp.default_plugins.loggers",
     "streambp.default_plugins.sources",
+    "streambp.default_plugins.engines",
 )
 ENTRY_POINT_GROUP = "streambp"
 LOAD_PLUGINS_ENV = "STREAMBP_LOAD_PLUGINS"
@@ -211,6 +212,7 @@ def _named_factory(kind, name, owner, factory):
 optimizers = Registry("optimizer", "register_optimizers")
 loggers = Registry("logger", "register_loggers")
 sources = Registry("source", "register_sources")
+engines = Registry("engine", "register_engines")
 
 
 def _logger_owner(log):
@@ -254,7 +256,7 @@ def describe_plugins():
 
     pm = get_plugin_manager()
     dists = getattr(pm, "streambp_distributions", {})
-    owned = {registry.kind: registry.owned_entries() for registry in (optimizers, loggers, sources)}
+    owned = {registry.kind: registry.owned_entries() for registry in (optimizers, loggers, sources, engines)}
     out = []
     order = {name: i for i, name in enumerate(DEFAULT_PLUGINS)}
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda p: (order.get(p[0], len(order)), p[0])):

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .kernels.network import network_loss_and_grad
+from .kernels.softmax import count_correct
 from .model import Workspace
 
 
@@ -39,7 +40,9 @@ class Stepper:
                                      ws.ones)
 
     def step(self, X, y, lr):
-        """One SGD-style step on the minibatch; returns its mean loss before the update."""
+        """One SGD-style step on the minibatch; returns its mean loss before the update and how many of its
+        rows the network classified right before the update."""
         loss = self.loss_and_grad(X, y)
+        correct = count_correct(self.ws.output(X.shape[0]), y)
         self.optimizer.step(self.model.theta, self.dtheta, lr)
-        return loss
+        return loss, correct

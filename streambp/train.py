@@ -1,4 +1,5 @@
 """The training loop: stream chunks, run minibatches through backprop and the optimizer, log, save."""
+import math
 import os
 import signal
 import threading
@@ -10,16 +11,16 @@ import numpy as np
 from . import __version__, threads
 from .atomic import check_writable
 from .badrows import BadRows
-from .checkpoint import load_latest, save_checkpoint
+from .checkpoint import latest, load_latest, save_checkpoint
 from .config import config_path, write_config
+from .default_plugins.loggers import JsonlLogger
+from .engine import Run
 from .errors import StreambpError
 from .evaluate import evaluate, model_spec
 from .model import Model, load
-from .plugins import loggers, optimizers
+from .plugins import engines, loggers, optimizers
 from .schedules import make_schedule
-from .step import Stepper
-from .stream import (LabelEncoder, LabelInfo, chunks, open_source, prefetched, resolve_features, scan_labels,
-                     scan_moments)
+from .stream import LabelEncoder, LabelInfo, open_source, resolve_features, scan_labels, scan_moments
 
 DEFAULT_HIDDEN = (128,)
 
@@ -41,8 +42,11 @@ class FitConfig:
     val_fraction: float = 0.0  # hold out this fraction of the rows of data, by a hash of (file, row)
     standardize: bool = False
     class_weight: str | list | None = None  # "balanced", or one weight per class in class order
-    run_dir: str | None = None  # write a checkpoint here after every epoch
+    run_dir: str | None = None  # checkpoints, config.toml and events.jsonl; default runs/<model>-<time>
     resume: str | None = None  # continue from the newest checkpoint in this run directory
+    checkpoint_every: str = "10m"  # also: N steps, Ns/Nm/Nh, or "epoch"; a checkpoint ends every epoch too
+    keep_checkpoints: int = 3
+    deterministic: bool = False  # fixed thread counts, so that a resumed run is bit-identical
     early_stopping: int = 0  # stop after this many epochs without a lower validation loss (0: never)
     on_bad_rows: str = "error"  # or "skip": drop rows with null, NaN or inf values, and count them
     bad_rows_out: str | None = None  # with "skip": write the dropped rows here (Parquet)
@@ -60,10 +64,12 @@ class FitConfig:
     source: str | None = None
     source_options: dict = field(default_factory=dict)  # given to the source's factory, e.g. {"delimiter": ";"}
     dtype: str = "float32"
+    engine: str = "local"
+    engine_options: dict = field(default_factory=dict)  # e.g. {"workers": 2, "sync_every": 1}
 
 
 def check_config(c):
-    for name, low in (("epochs", 0), ("batch_size", 1), ("buffer_rows", 1), ("prefetch", 0)):
+    for name, low in (("epochs", 0), ("batch_size", 1), ("buffer_rows", 1), ("prefetch", 0), ("keep_checkpoints", 1)):
         if getattr(c, name) < low:
             raise StreambpError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(c, name)}.")
     if c.threads is not None and c.threads < 1:
@@ -139,12 +145,6 @@ class Interrupt:
             signal.signal(sig, handler)
 
 
-def default_run_dir(c):
-    """Where an interrupted run without --run-dir puts its checkpoint: runs/<model name>-<time>."""
-    name = os.path.splitext(os.path.basename(c.out or "model"))[0]
-    return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
 class EarlyStopping:
     """Tracks the validation loss; says stop after `patience` epochs without a new lowest one, and
     restores the parameters of the best epoch."""
@@ -192,12 +192,39 @@ def class_weights(c, model, labels):
     return w
 
 
-def fit(c: FitConfig):
-    """Train as configured; write the model to c.out (atomically) and return it."""
-    check_config(c)
-    if c.out:
-        check_writable(c.out)
-    n_threads = threads.configure(c.threads)
+class Diverged(StreambpError):
+    """A NaN or inf loss or parameter: training stopped, the last good checkpoint kept; exit code 3."""
+
+    exit_code = 3
+
+
+def parse_every(text):
+    """--checkpoint-every: 'epoch' -> (0, 0.0); '500' -> 500 steps; '30s', '10m', '2h' -> seconds."""
+    text = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text == "epoch":
+            return 0, 0.0
+        if text[-1:] in units:
+            value = float(text[:-1]) * units[text[-1]]
+            if value > 0:
+                return 0, value
+        elif int(text) > 0:
+            return int(text), 0.0
+    except ValueError:
+        pass
+    raise StreambpError(f"--checkpoint-every takes a number of steps (500), a time (30s, 10m, 2h) or 'epoch'; "
+                        f"got {text!r}.")
+
+
+def default_run_dir(c):
+    """runs/<model name>-<time> beside the model file (or in the current directory)."""
+    name = os.path.splitext(os.path.basename(c.out or "model"))[0]
+    return os.path.join(os.path.dirname(c.out or ""), "runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def prepare(c, n_threads):
+    """The Run for c (a fresh model, or the --resume checkpoint's) and the resumed checkpoint state or None."""
     source = open_source(c.data, c.source, **c.source_options)
     resumed = None
     if c.resume:
@@ -205,109 +232,148 @@ def fit(c: FitConfig):
         labels = LabelInfo(**resumed["labels"])
     else:
         model, labels = build_model(c, source)
-    run_dir = c.run_dir or c.resume
     spec = model_spec(model, source)
-    val_source = open_source(c.val, c.source, **c.source_options) if c.val else None
-    if val_source is not None:
-        model_spec(model, val_source)
-    encoder = LabelEncoder(c.label, model.classes, model.label_type)
     optimizer = optimizers.get(c.optimizer)[0](model.theta, **c.optimizer_params)
     if resumed:
         optimizer.load_state_dict(opt_state)
     steps_per_epoch = max(1, -(-labels.rows // c.batch_size))
     lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
                           **c.lr_schedule_params)
+    run = Run(c, model, optimizer, source, spec, LabelEncoder(c.label, model.classes, model.label_type), labels,
+              class_weights(c, model, labels), lr_at, (c.val_fraction, False) if c.val_fraction else None,
+              skipping(c, c.bad_rows_out), n_threads, resumed["steps"] if resumed else 0)
+    if run.bad_rows is not None and resumed:
+        run.bad_rows.recording = False  # rows already read before the resume were recorded then
+    return run, resumed
+
+
+def make_engine(run):
+    c = run.config
+    factory = engines.get(c.engine)[0]
+    try:
+        return factory(run, **c.engine_options)
+    except TypeError as e:
+        if "argument" not in str(e):
+            raise
+        raise StreambpError(f"The engine {c.engine!r} does not take the settings "
+                            f"{', '.join(sorted(c.engine_options))} ({e}).") from None
+
+
+def fit(c: FitConfig):
+    """Train as configured; write the model to c.out (atomically) and return it."""
+    check_config(c)
+    every_steps, every_seconds = parse_every(c.checkpoint_every)
+    if c.out:
+        check_writable(c.out)
+    n_threads = threads.configure(c.threads)
+    if c.deterministic:
+        c.threads = n_threads  # a resumed run must use the same count
+    run, resumed = prepare(c, n_threads)
+    model, labels = run.model, run.labels
+    run_dir = c.resume or c.run_dir or (default_run_dir(c) if c.out else None)
+    val_source = run.source if c.val_fraction else open_source(c.val, c.source, **c.source_options) if c.val else None
+    if c.val:
+        model_spec(model, val_source)
     logs = [loggers.get(name)[0]() for name in c.loggers]
-    stepper = Stepper(model, optimizer, c.batch_size, class_weights(c, model, labels))
-    split = (c.val_fraction, False) if c.val_fraction else None
-    if split:
-        val_source = source
-    tuner = threads.BlasTuner(n_threads)
-    chunk_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
+    if run_dir:
+        os.makedirs(run_dir, exist_ok=True)
+        write_config(c, os.path.join(run_dir, "config.toml"))
+        logs.append(JsonlLogger(os.path.join(run_dir, "events.jsonl"), append=bool(resumed)))
     history = resumed["history"] if resumed else []
-    steps = resumed["steps"] if resumed else 0
-    # a checkpoint written mid-epoch (after an interrupt) resumes that epoch after its first `done` minibatches
+    # a checkpoint written mid-epoch resumes that epoch after its first `done` updates
     start = resumed["epoch"] + (0 if resumed.get("done") else 1) if resumed else 1
     emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs, "out": c.out,
-                             "config": asdict(c),
-                             "classes": model.classes, "threads": n_threads, "files": len(source.files)})
+                             "config": asdict(c), "classes": model.classes, "threads": n_threads,
+                             "files": len(run.source.files), "run_dir": run_dir, "resumed": bool(resumed)})
     t_fit = time.perf_counter()
-    bad = skipping(c, c.bad_rows_out)
     stopper = EarlyStopping(c.early_stopping, model.theta) if c.early_stopping else None
     if resumed and stopper:
         stopper.best, stopper.best_epoch = resumed["stopper"]
         stopper.best_theta[:] = resumed["best_theta"]
-    if bad is not None and resumed:
-        bad.recording = False  # rows already read before the resume were recorded then
+    engine = make_engine(run)
     interrupt = Interrupt()
 
-    def checkpoint(epoch, done=0, rows=0, loss_sum=0.0):
-        return save_checkpoint(run_dir or default_run_dir(c), model, optimizer, {
-            "epoch": epoch, "done": done, "rows": rows, "loss_sum": loss_sum, "steps": steps, "history": history,
-            "labels": asdict(labels), "config": asdict(c),
+    def checkpoint(epoch, done=0, rows=0, loss_sum=0.0, correct=0):
+        if not np.all(np.isfinite(model.theta)):
+            diverged(epoch, "parameters")
+        return save_checkpoint(run_dir or default_run_dir(c), model, run.optimizer, {
+            "epoch": epoch, "done": done, "rows": rows, "loss_sum": loss_sum, "correct": correct,
+            "steps": run.steps, "history": history, "labels": asdict(labels), "config": asdict(c),
             "stopper": [stopper.best, stopper.best_epoch] if stopper else None},
-            stopper.best_theta if stopper else None)
+            stopper.best_theta if stopper else None, c.keep_checkpoints)
+
+    def progress(epoch, rows, loss_sum, correct, seconds):
+        emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "rows": rows,
+                            "rows_total": labels.rows, "loss": loss_sum / rows, "accuracy": correct / rows,
+                            "rows_per_s": rows / seconds})
+
+    def diverged(epoch, what):
+        good = latest(run_dir) if run_dir else None
+        kept = f"The last good checkpoint is {good}; resume from it with a smaller rate: streambp fit --resume " \
+            f"{run_dir} --lr {c.lr / 10:g}." if good else f"No checkpoint was written; try a smaller --lr than {c.lr}."
+        raise Diverged(f"Training diverged in epoch {epoch} at step {run.steps + 1} (NaN or inf {what}); nothing "
+                       f"was saved from this point. {kept}")
 
     try:
         for epoch in range(start, c.epochs + 1):
-            rng = np.random.default_rng([c.seed, epoch]) if c.shuffle else None
-            batches = chunks(source, spec, encoder, chunk_rows, model.theta.dtype, rng, c.prefetch, split, bad)
-            t0 = last = time.perf_counter()
+            t0 = last = last_checkpoint = time.perf_counter()
             mid = resumed if resumed and epoch == start and resumed.get("done") else {}
-            skip = done = mid.get("done", 0)
-            rows, loss_sum = mid.get("rows", 0), mid.get("loss_sum", 0.0)
-            for X, y in prefetched(batches, c.prefetch):
-                for s in range(0, X.shape[0], c.batch_size):
-                    if skip:  # replaying the interrupted epoch's stream up to where it stopped
-                        skip -= 1
-                        continue
-                    if interrupt.requested:
-                        path = checkpoint(epoch, done, rows, loss_sum)
-                        raise Interrupted(f"Interrupted in epoch {epoch} after {done:,} minibatches; wrote "
-                                          f"{path}. Resume with: streambp fit --resume {os.path.dirname(path)}")
-                    done += 1
-                    loss = stepper.step(X[s:s + c.batch_size], y[s:s + c.batch_size], lr_at(steps))
-                    tuner.tick()
-                    n = min(c.batch_size, X.shape[0] - s)
-                    rows += n
-                    loss_sum += loss * n
-                    steps += 1
-                    if steps % 16 == 0 and (now := time.perf_counter()) - last > 0.2:
-                        last = now
-                        emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": steps, "rows": rows,
-                                            "rows_total": labels.rows, "loss": loss_sum / rows,
-                                            "rows_per_s": rows / (now - t0)})
+            done, rows = mid.get("done", 0), mid.get("rows", 0)
+            loss_sum, correct = mid.get("loss_sum", 0.0), mid.get("correct", 0)
+            for n, loss, hits, k in engine.epoch(epoch, done):
+                if not math.isfinite(loss):
+                    diverged(epoch, "loss")
+                done += 1
+                rows += n
+                loss_sum += loss * n
+                correct += hits
+                run.steps += k
+                if interrupt.requested:
+                    path = checkpoint(epoch, done, rows, loss_sum, correct)
+                    raise Interrupted(f"Interrupted in epoch {epoch} after {done:,} updates; wrote {path}. Resume "
+                                      f"with: streambp fit --resume {os.path.dirname(path)}")
+                if every_steps and run.steps % every_steps < k and run_dir:
+                    checkpoint(epoch, done, rows, loss_sum, correct)
+                if done % 16 == 0 and (now := time.perf_counter()) - last > 0.2:
+                    last = now
+                    if every_seconds and now - last_checkpoint > every_seconds and run_dir:
+                        last_checkpoint = now
+                        checkpoint(epoch, done, rows, loss_sum, correct)
+                    progress(epoch, rows, loss_sum, correct, now - t0)
             if rows == 0:
-                raise StreambpError(f"No training rows are left in {source.files[0]} after the validation split "
-                                    "and skipped rows.")
-            if not np.isfinite(loss_sum):
-                raise StreambpError(f"Training diverged in epoch {epoch} (the loss is {loss_sum}); try a smaller "
-                                    f"--lr than {c.lr}.")
+                raise StreambpError(f"No training rows are left in {run.source.files[0]} after the validation "
+                                    "split and skipped rows.")
+            progress(epoch, rows, loss_sum, correct, time.perf_counter() - t0)  # every epoch logs its last step
             seconds = time.perf_counter() - t0
-            record = {"epoch": epoch, "epochs": c.epochs, "train_loss": loss_sum / rows, "seconds": seconds,
-                      "rows_per_s": rows / seconds}
+            record = {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "train_loss": loss_sum / rows,
+                      "train_accuracy": correct / rows, "seconds": seconds, "rows_per_s": rows / seconds}
             if val_source is not None:
-                metrics = evaluate(model, val_source, c.label, split=split and (c.val_fraction, True),
+                metrics = evaluate(model, val_source, c.label, split=run.split and (c.val_fraction, True),
                                    bad_rows=skipping(c))
-                record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"])
+                record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"],
+                              val_confusion=metrics["confusion_matrix"])
             history.append(record)
             emit(logs, "epoch_end", record)
-            if bad is not None:
-                bad.close()  # every row has been seen once
+            if run.bad_rows is not None:
+                run.bad_rows.close()  # every row has been seen once
             stop = stopper is not None and stopper.update(epoch, record["val_loss"], model.theta)
             if run_dir:
                 checkpoint(epoch)
             if stop:
                 break
     except BaseException as e:
-        if bad is not None:
-            bad.abort(e)
+        if run.bad_rows is not None:
+            run.bad_rows.abort(e)
         raise
     finally:
         interrupt.restore()
+        engine.close()
+    if not np.all(np.isfinite(model.theta)):
+        diverged(c.epochs, "parameters")
     model.training = {
         "streambp_version": __version__, "config": asdict(c), "rows": labels.rows, "class_counts": labels.counts,
-        "history": history, "seconds": time.perf_counter() - t_fit, "bad_rows": bad.count if bad else 0,
+        "history": history, "seconds": time.perf_counter() - t_fit,
+        "bad_rows": run.bad_rows.count if run.bad_rows else 0,
     }
     if stopper is not None:
         stopper.restore(model.theta)
@@ -316,7 +382,7 @@ def fit(c: FitConfig):
         model.save(c.out)
         write_config(c, config_path(c.out))
     emit(logs, "fit_end", {"out": c.out, "seconds": model.training["seconds"], "history": history,
-                           "bad_rows": model.training["bad_rows"]})
+                           "bad_rows": model.training["bad_rows"], "run_dir": run_dir})
     return model
 
 

@@ -17,14 +17,14 @@ from conftest import blob_table, run
 FAST = ["--threads", "1", "--epochs", "1", "--hidden", "4", "--batch-size", "16"]
 
 
-def user_error(*args, names=()):
-    """Run the CLI, expect exit 2 with one paragraph (no traceback) holding every string in `names`."""
+def user_error(*args, names=(), code=2):
+    """Run the CLI, expect exit `code` with one paragraph (no traceback) holding every string in `names`."""
     result = run(*args)
     detail = ""
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         detail = "".join(traceback.format_exception(*result.exc_info))
-    assert result.exit_code == 2, (f"exit {result.exit_code}, expected 2 (a user error)\noutput:\n"
-                                   f"{result.output}\n{detail}")
+    assert result.exit_code == code, (f"exit {result.exit_code}, expected {code}\noutput:\n"
+                                      f"{result.output}\n{detail}")
     out = result.output
     assert "Traceback" not in out
     assert out.count("Error:") == 1, out
@@ -493,12 +493,12 @@ def test_gradcheck_invalid_sizes(sizes):
     user_error("gradcheck", "--sizes", sizes, names=["--sizes"])
 
 
-def test_divergence_is_user_error(tmp_path, blobs):
+def test_divergence_exits_3_without_writing_the_model(tmp_path, blobs):
     X, y = blobs
     path = write(tmp_path / "huge.parquet", blob_table(X * 1e30, y))
     out = tmp_path / "m.npz"
     user_error("fit", path, "--lr", "1e30", "--out", out, "--threads", "1", "--epochs", "1", "--hidden", "0",
-               names=["--lr"])
+               names=["diverged", "--lr"], code=3)
     assert not out.exists()
 
 
@@ -515,7 +515,9 @@ def test_existing_model_not_overwritten_when_fit_fails(tmp_path, blobs):
     out.write_bytes(sentinel)
     user_error("fit", path, "--out", out, *FAST, names=[path, "x1", "500"])
     assert out.read_bytes() == sentinel
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "nan.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "nan.parquet", "runs"]
+    (run,) = (tmp_path / "runs").iterdir()  # the failed run's settings and events, no temporary file
+    assert sorted(p.name for p in run.iterdir()) == ["config.toml", "events.jsonl"]
 
 
 def test_existing_predictions_not_overwritten_when_predict_fails(tmp_path, model_file, blobs):

@@ -9,7 +9,7 @@ from streambp.kernels.dense import bias_forward, dense_backward, dense_forward, 
 from streambp.kernels.network import (network_forward, network_loss, network_loss_and_grad,
                                       network_predict_proba)
 from streambp.kernels.optim import sgd_update
-from streambp.kernels.softmax import (crossentropy_softmax_backward, softmax_crossentropy_forward,
+from streambp.kernels.softmax import (count_correct, crossentropy_softmax_backward, softmax_crossentropy_forward,
                                       softmax_forward)
 from streambp.model import Workspace
 from streambp.step import Stepper
@@ -128,6 +128,16 @@ def test_crossentropy_softmax_backward(dtype, rand, inplace):
     close(dlogits, expected, dtype)
 
 
+def test_count_correct(dtype, rand):
+    probs, y = rand(50, 7), labels(50, 7)
+    probs[0] = 0.5  # a tie everywhere: the first class wins, as with np.argmax
+    probs[1, :2] = probs[1].max() + 1
+    y[0], y[1] = 0, 1
+    assert count_correct(probs, y) == int((probs.argmax(axis=1) == y).sum())
+    y[:] = probs.argmax(axis=1)
+    assert count_correct(probs, y) == 50
+
+
 def test_sgd_update(dtype, rand):
     theta, dtheta, lr = rand(50), rand(50), dtype(0.05)
     expected = theta.astype(np.float64) - np.float64(lr) * dtheta
@@ -227,7 +237,9 @@ def test_stepper_sgd_step_and_partial_batch(dtype):
         theta = model.theta.copy()
         expected_c, grads = ref.backward(ref.unflatten(theta, sizes), Xb, yb, np.full(n, 1.0 / n))
         grad = ref.flatten(grads)
-        c = stepper.step(Xb, yb, lr)
+        probs_before = ref.loss(ref.unflatten(theta, sizes), Xb, yb, np.full(n, 1.0 / n))[2]
+        c, correct = stepper.step(Xb, yb, lr)
         assert_allclose(c, expected_c, **TOL[dtype])
+        assert correct == int((probs_before.argmax(axis=1) == yb).sum())
         close(stepper.dtheta, grad, dtype)
         close(model.theta, theta.astype(np.float64) - lr * grad, dtype)

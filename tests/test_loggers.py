@@ -51,8 +51,8 @@ def test_csv_through_fit(tmp_path, blob_file, monkeypatch):
     invoke("fit", blob_file, "--out", out, "--epochs", 3, "--val", blob_file, "--logger", "csv", *FAST)
     with open(log, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "epochs", "train_loss", "val_loss", "val_accuracy", "seconds",
-                             "rows_per_s"]
+    assert list(rows[0]) == ["epoch", "epochs", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                             "seconds", "rows_per_s"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     for r in rows:
         assert int(r["epochs"]) == 3
@@ -67,7 +67,7 @@ def test_csv_without_val_has_no_val_columns(tmp_path, blob_file, monkeypatch):
     monkeypatch.setenv("STREAMBP_LOG_CSV", str(log))
     invoke("fit", blob_file, "--out", tmp_path / "m.npz", "--epochs", 1, "--logger", "csv", *FAST)
     header = log.read_text().splitlines()[0]
-    assert header == "epoch,epochs,train_loss,seconds,rows_per_s"
+    assert header == "epoch,epochs,step,train_loss,train_accuracy,seconds,rows_per_s"
 
 
 def test_several_loggers(tmp_path, blob_file, monkeypatch):

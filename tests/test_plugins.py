@@ -258,6 +258,50 @@ def test_hook_register_loggers(tmp_path, blob_file, register_plugin):
     assert "epoch 1/2" not in result.output  # the console logger was not asked for
 
 
+def test_hook_register_engines(tmp_path, blob_file, register_plugin):
+    from streambp.engine import minibatches
+    from streambp.step import Stepper
+
+    built = []
+
+    class HalfBatchEngine:
+        def __init__(self, run, workers=1):
+            built.append(workers)
+            self.run = run
+            self.stepper = Stepper(run.model, run.optimizer, run.config.batch_size)
+
+        def epoch(self, epoch, skip):
+            r = self.run
+            for i, (X, y) in enumerate(minibatches(r.config, r.source, r.spec, r.encoder, r.model.theta.dtype,
+                                                   epoch)):
+                if i >= skip:
+                    half = max(1, len(y) // 2)
+                    loss, correct = self.stepper.step(X[:half], y[:half], r.lr_at(r.steps))
+                    yield half, loss, correct, 1
+
+        def close(self):
+            built.append("closed")
+
+    class Plugin:
+        @hookimpl
+        def register_engines(self, register):
+            register("halfbatch", HalfBatchEngine)
+
+    register_plugin(Plugin(), "halfbatch-plugin")
+    out = tmp_path / "m.npz"
+    invoke("fit", blob_file, "--out", out, "--epochs", 2, "--engine", "halfbatch", "--workers", 3, *FAST)
+    assert built == [3, "closed"]
+    history = streambp.load(out).training["history"]
+    assert [h["rows_per_s"] * h["seconds"] for h in history] == pytest.approx([300, 300])  # 38 halves of 16
+    assert [h["step"] for h in history] == [38, 76]
+    entry = next(p for p in describe_plugins() if p["name"] == "halfbatch-plugin")
+    assert entry["registers"] == {"engine": ["halfbatch"]} and entry["hooks"] == ["register_engines"]
+    local = run("fit", blob_file, "--out", out, "--sync-every", 2, *FAST)
+    assert local.exit_code == 2 and "The engine 'local' does not take the settings sync_every" in local.output
+    unknown = run("fit", blob_file, "--out", out, "--engine", "spark", *FAST)
+    assert unknown.exit_code == 2 and "Unknown engine 'spark'. Available: halfbatch, local." in unknown.output
+
+
 def test_hook_register_sources(tmp_path, blob_file, register_plugin):
     opened = []
 
@@ -521,7 +565,7 @@ def test_plugins_command_lists_installed_with_versions(fake_installed):
     assert "logger: alpha-log" in text
     assert "streambp.default_plugins" not in text
     everything = json.loads(invoke("plugins", "--all", "--json").stdout)
-    assert [p["name"] for p in everything][:3] == list(DEFAULT_PLUGINS)
+    assert [p["name"] for p in everything][:len(DEFAULT_PLUGINS)] == list(DEFAULT_PLUGINS)
     assert everything[0]["version"] == streambp.__version__
 
 

@@ -15,7 +15,8 @@ NAME = "fit"
 SETTING = {"logger": "loggers", "source_option": "source_options", "momentum": "optimizer_params",
            "nesterov": "optimizer_params", "weight_decay": "optimizer_params", "beta1": "optimizer_params",
            "beta2": "optimizer_params", "eps": "optimizer_params", "lr_step_size": "lr_schedule_params",
-           "lr_gamma": "lr_schedule_params", "lr_min": "lr_schedule_params"}
+           "lr_gamma": "lr_schedule_params", "lr_min": "lr_schedule_params", "scheduler": "engine_options",
+           "workers": "engine_options", "sync_every": "engine_options"}
 
 
 def given(**options):
@@ -28,7 +29,15 @@ def command(
     data: Annotated[Optional[str], typer.Argument(
         help="Parquet, CSV or Arrow IPC file, a directory of them, or a glob (or `data` in --config).")] = None,
     run_dir: Annotated[Optional[str], typer.Option(
-        help="Write a checkpoint here after every epoch (the newest 3 are kept).")] = None,
+        help="Checkpoints, config.toml and events.jsonl of the run (default: runs/<model>-<time> beside "
+             "--out).")] = None,
+    checkpoint_every: Annotated[str, typer.Option(
+        help="Checkpoint every N steps (500), every so long (30s, 10m, 2h), or only at epoch ends (epoch); "
+             "every epoch ends with one too.")] = "10m",
+    keep_checkpoints: Annotated[int, typer.Option(help="Keep the newest K checkpoints.")] = 3,
+    deterministic: Annotated[bool, typer.Option(
+        "--deterministic", help="Fix the thread counts for the run (no tuning), so that a run killed at any "
+                                "step and resumed ends bit-identical to an uninterrupted one.")] = False,
     resume: Annotated[Optional[str], typer.Option(
         help="Continue the run whose checkpoints are in this directory, with its settings (flags given "
              "override them, e.g. --epochs).")] = None,
@@ -92,6 +101,15 @@ def command(
     source: Annotated[Optional[str], typer.Option(help="Data source name (default: by file extension).")] = None,
     source_option: Annotated[Optional[list[str]], typer.Option(
         help="KEY=VALUE for the source, repeatable (csv: delimiter, header, block_size).")] = None,
+    engine: Annotated[str, typer.Option(
+        help="Training engine: local, or one a plugin adds (e.g. dask from streambp-dask).")] = "local",
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Engine setting: the cluster's scheduler address (dask: tcp://HOST:PORT).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Engine setting: workers to use, or to start a local cluster with (dask).")] = None,
+    sync_every: Annotated[Optional[int], typer.Option(
+        help="Engine setting: average the workers' parameters every K steps (1: every step, the same as one "
+             "large batch).")] = None,
 ):
     """Train a network on DATA and write it to --out."""
     settings = dict(
@@ -107,7 +125,9 @@ def command(
         lr_schedule=lr_schedule,
         lr_schedule_params=given(step_size=lr_step_size, gamma=lr_gamma, lr_min=lr_min),
         warmup_steps=warmup_steps, loggers=logger or ["console"], shuffle=shuffle, buffer_rows=buffer_rows,
-        source=source, source_options=parse_source_options(source_option), run_dir=run_dir, resume=resume)
+        source=source, source_options=parse_source_options(source_option), run_dir=run_dir, resume=resume,
+        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, deterministic=deterministic,
+        engine=engine, engine_options=given(scheduler=scheduler, workers=workers, sync_every=sync_every))
     if config and resume:
         raise StreambpError("--resume continues a run with its own settings; give flags to change them, not "
                             "--config.")

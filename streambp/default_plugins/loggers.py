@@ -102,20 +102,23 @@ class JsonlLogger:
     "epoch_end" | "fit_end", "time": Unix seconds, **info} (NaN and infinities as null).
 
     The file is `path`, else $STREAMBP_LOG_JSONL, else <model file without extension>.log.jsonl when
-    fit_start's info has "out", else streambp.log.jsonl in the current directory; it is overwritten.
+    fit_start's info has "out", else streambp.log.jsonl in the current directory; it is overwritten, or
+    appended to with append=True (fit writes RUN_DIR/events.jsonl so, continuing it on --resume).
     """
 
     ENV = "STREAMBP_LOG_JSONL"
     SUFFIX = ".log.jsonl"
 
-    def __init__(self, path=None):
+    def __init__(self, path=None, append=False):
         self.path = path
+        self.mode = "a" if append else "w"
         self.file = None
 
     def _open(self, info):
         if self.file is None:
             self.path = log_path(self.path, self.ENV, info, self.SUFFIX)
-            self.file = open(self.path, "w", encoding="utf-8")
+            self.file = open(self.path, self.mode, encoding="utf-8")
+            self.mode = "a"
 
     def _write(self, event, info):
         self._open(info)
@@ -142,8 +145,9 @@ class JsonlLogger:
 
 
 class CsvLogger:
-    """A CSV row per epoch, flushed as it is written: epoch, epochs, train_loss, val_loss and
-    val_accuracy (with --val), seconds, rows_per_s, then any further numeric keys of the first epoch.
+    """A CSV row per epoch, flushed as it is written: epoch, epochs, step, train_loss, train_accuracy,
+    val_loss and val_accuracy (with --val), seconds, rows_per_s, then any further numeric keys of the first
+    epoch.
 
     The file is `path`, else $STREAMBP_LOG_CSV, else <model file without extension>.log.csv when
     fit_start's info has "out", else streambp.log.csv in the current directory; it is overwritten.
@@ -151,7 +155,8 @@ class CsvLogger:
 
     ENV = "STREAMBP_LOG_CSV"
     SUFFIX = ".log.csv"
-    ORDER = ("epoch", "epochs", "train_loss", "val_loss", "val_accuracy", "seconds", "rows_per_s")
+    ORDER = ("epoch", "epochs", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds",
+             "rows_per_s")
 
     def __init__(self, path=None):
         self.path = path

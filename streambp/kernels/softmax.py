@@ -57,6 +57,20 @@ def _crossentropy_softmax_backward(dlogits, probs, y, weights):
         out[y[i]] -= w
 
 
+@njit(**OPTIONS)
+def count_correct(probs, y):
+    """How many rows i of probs[B, K] have their first largest value at y[i] (argmax == label)."""
+    hits = 0
+    for i in range(probs.shape[0]):
+        p = probs[i]
+        best = 0
+        for k in range(1, p.shape[0]):
+            if p[k] > p[best]:
+                best = k
+        hits += best == y[i]
+    return hits
+
+
 softmax_forward = by_size(_softmax_forward)
 softmax_crossentropy_forward = by_size(_softmax_crossentropy_forward)
 crossentropy_softmax_backward = by_size(_crossentropy_softmax_backward)

@@ -1,0 +1,36 @@
+"""The built-in engine: training in this process, one Stepper over the whole stream (see streambp/engine.py)."""
+from .. import hookimpl, threads
+from ..engine import minibatches
+from ..step import Stepper
+
+
+class LocalEngine:
+    """Trains in this process with all its threads. With --deterministic the BLAS thread count stays fixed
+    (no tuning), so a resumed run repeats an uninterrupted one bit for bit."""
+
+    def __init__(self, run):
+        self.run = run
+        c = run.config
+        self.stepper = Stepper(run.model, run.optimizer, c.batch_size, run.class_weights)
+        self.tuner = None if c.deterministic else threads.BlasTuner(run.threads)
+
+    def epoch(self, epoch, skip):
+        r = self.run
+        batches = minibatches(r.config, r.source, r.spec, r.encoder, r.model.theta.dtype, epoch, r.split,
+                              r.bad_rows)
+        for X, y in batches:
+            if skip:  # replaying the interrupted epoch's stream up to where it stopped
+                skip -= 1
+                continue
+            loss, correct = self.stepper.step(X, y, r.lr_at(r.steps))
+            if self.tuner is not None:
+                self.tuner.tick()
+            yield X.shape[0], loss, correct, 1
+
+    def close(self):
+        pass
+
+
+@hookimpl
+def register_engines(register):
+    register("local", LocalEngine)
