@@ -9,13 +9,20 @@ built as factory(run, **options) and has:
   run.lr_at(run.steps + i) for its i-th step; fit() advances run.steps after each item and may checkpoint
   or stop between items, so when an item is yielded run.model.theta and run.optimizer must be current.
 - close(): release workers, threads or connections; called once, also after errors.
+An engine that loses part of its cluster raises EngineFailed: fit() then writes a checkpoint of the last
+update yielded (the position it was at) and stops with the command that resumes.
 """
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+from .errors import StreambpError
 from .stream import chunks, prefetched
+
+
+class EngineFailed(StreambpError):
+    """The engine cannot go on (e.g. a worker died); the parameters are those of the last update yielded."""
 
 
 @dataclass

@@ -39,10 +39,14 @@ class Stepper:
         return network_loss_and_grad(self.dtheta, ws.acts, ws.deltas, ws.losses, m.theta, m.layout, X, y, w,
                                      ws.ones)
 
+    def correct(self, y):
+        """How many rows of the minibatch of the last loss_and_grad call the network classified right."""
+        return count_correct(self.ws.output(y.shape[0]), y)
+
     def step(self, X, y, lr):
         """One SGD-style step on the minibatch; returns its mean loss before the update and how many of its
         rows the network classified right before the update."""
         loss = self.loss_and_grad(X, y)
-        correct = count_correct(self.ws.output(X.shape[0]), y)
+        correct = self.correct(y)
         self.optimizer.step(self.model.theta, self.dtheta, lr)
         return loss, correct

@@ -14,7 +14,7 @@ from .badrows import BadRows
 from .checkpoint import latest, load_latest, save_checkpoint
 from .config import config_path, write_config
 from .default_plugins.loggers import JsonlLogger
-from .engine import Run
+from .engine import EngineFailed, Run
 from .errors import StreambpError
 from .evaluate import evaluate, model_spec
 from .model import Model, load
@@ -259,6 +259,15 @@ def make_engine(run):
                             f"{', '.join(sorted(c.engine_options))} ({e}).") from None
 
 
+def engine_items(engine, epoch, skip, checkpoint):
+    """engine.epoch(epoch, skip); an EngineFailed is re-raised after checkpoint() saved the last position."""
+    try:
+        yield from engine.epoch(epoch, skip)
+    except EngineFailed as e:
+        path = checkpoint()
+        raise EngineFailed(f"{e} Wrote {path}; resume with: streambp fit --resume {os.path.dirname(path)}") from None
+
+
 def fit(c: FitConfig):
     """Train as configured; write the model to c.out (atomically) and return it."""
     check_config(c)
@@ -320,7 +329,8 @@ def fit(c: FitConfig):
             mid = resumed if resumed and epoch == start and resumed.get("done") else {}
             done, rows = mid.get("done", 0), mid.get("rows", 0)
             loss_sum, correct = mid.get("loss_sum", 0.0), mid.get("correct", 0)
-            for n, loss, hits, k in engine.epoch(epoch, done):
+            items = engine_items(engine, epoch, done, lambda: checkpoint(epoch, done, rows, loss_sum, correct))
+            for n, loss, hits, k in items:
                 if not math.isfinite(loss):
                     diverged(epoch, "loss")
                 done += 1

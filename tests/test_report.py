@@ -149,7 +149,8 @@ def assert_user_error(result, *parts):
 def test_errors(tmp_path):
     assert_user_error(run("report", tmp_path / "nope"), str(tmp_path / "nope"), "does not exist")
     (tmp_path / "empty").mkdir()
-    assert_user_error(run("report", tmp_path / "empty"), str(tmp_path / "empty" / "events.jsonl"), "Is this a run directory")
+    assert_user_error(run("report", tmp_path / "empty"), str(tmp_path / "empty" / "events.jsonl"),
+                      "Is this a run directory")
     d = resumed_run(tmp_path)
     lines = (d / "events.jsonl").read_text().splitlines(keepends=True)
     (d / "events.jsonl").write_text("".join(lines[:4] + ["{not json\n"] + lines[4:]))
