@@ -127,12 +127,12 @@ class DaskEngine:
         self.run, self.sync_every, self.cluster = run, sync_every, None
         try:
             if scheduler:
-                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT, direct_to_workers=True)
             else:
                 n = workers or max(1, (os.cpu_count() or 2) // 2)
                 self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                             dashboard_address=":0")
-                self.client = Client(self.cluster)
+                self.client = Client(self.cluster, direct_to_workers=True)
             wanted = workers or len(self.client.scheduler_info()["workers"])
             self.client.wait_for_workers(wanted, timeout=60)
         except (OSError, TimeoutError) as e:
