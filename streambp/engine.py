@@ -9,6 +9,8 @@ built as factory(run, **options) and has:
   run.lr_at(run.steps + i) for its i-th step; fit() advances run.steps after each item and may checkpoint
   or stop between items, so when an item is yielded run.model.theta and run.optimizer must be current.
 - close(): release workers, threads or connections; called once, also after errors.
+- rows_per_step (optional, default --batch-size): the rows one optimizer step uses, for the length of the
+  learning-rate schedule (e.g. workers x batch size for synchronous data-parallel training).
 An engine that loses part of its cluster raises EngineFailed: fit() then writes a checkpoint of the last
 update yielded (the position it was at) and stops with the command that resumes.
 """
@@ -37,11 +39,11 @@ class Run:
     encoder: Any  # stream.LabelEncoder
     labels: Any  # stream.LabelInfo of the training data
     class_weights: np.ndarray | None
-    lr_at: Callable[[int], float]  # learning rate of global step i
     split: tuple | None  # (fraction, False): the training side of a hash split
     bad_rows: Any  # BadRows collecting skipped rows, or None
     threads: int
     steps: int = 0  # optimizer steps taken, all epochs
+    lr_at: Callable[[int], float] | None = None  # learning rate of global step i (set once the engine exists)
 
 
 def chunk_rows(c):

@@ -106,7 +106,7 @@ def step_end(info):
     0.2 s (a few times a second), never for every minibatch, and after the epoch's last step.
 
     Parameters:
-        info: dict with ``epoch`` (int, from 1), ``epochs`` (int), ``step`` (int: minibatches so far, all
+        info: dict with ``epoch`` (int, from 1), ``epochs`` (int), ``step`` (int: optimizer steps so far, all
             epochs), ``rows`` (int: rows so far this epoch), ``rows_total`` (int: rows per epoch),
             ``loss`` (float: mean training loss so far this epoch), ``accuracy`` (float: training accuracy so
             far this epoch) and ``rows_per_s`` (float).

@@ -32,7 +32,8 @@ def supersede(records, record, key):
 
 
 def read_events(path):
-    """The JSON objects of an events.jsonl file; an unfinished last line (a run still writing) is ignored."""
+    """The JSON objects of an events.jsonl file; an unfinished last line (a run still writing) is ignored, and
+    so is a line cut short by a killed run that was then resumed."""
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
     events = []
@@ -42,6 +43,8 @@ def read_events(path):
         try:
             event = json.loads(line)
         except json.JSONDecodeError as e:
+            if number < len(lines) and lines[number].startswith('{"event": "fit_start"'):
+                continue  # cut short when the run was killed; the next line starts the resumed run
             raise StreambpError(f"{path} line {number} is not JSON ({e.msg}); is it an events file written by "
                                 "`streambp fit`?") from None
         if not isinstance(event, dict) or "event" not in event:

@@ -1,4 +1,6 @@
 """The training loop: stream chunks, run minibatches through backprop and the optimizer, log, save."""
+import inspect
+import itertools
 import math
 import os
 import signal
@@ -236,27 +238,66 @@ def prepare(c, n_threads):
     optimizer = optimizers.get(c.optimizer)[0](model.theta, **c.optimizer_params)
     if resumed:
         optimizer.load_state_dict(opt_state)
-    steps_per_epoch = max(1, -(-labels.rows // c.batch_size))
-    lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
-                          **c.lr_schedule_params)
+    if resumed and resumed.get("done"):
+        check_same_stream(c, resumed["config"])
     run = Run(c, model, optimizer, source, spec, LabelEncoder(c.label, model.classes, model.label_type), labels,
-              class_weights(c, model, labels), lr_at, (c.val_fraction, False) if c.val_fraction else None,
+              class_weights(c, model, labels), (c.val_fraction, False) if c.val_fraction else None,
               skipping(c, c.bad_rows_out), n_threads, resumed["steps"] if resumed else 0)
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
     return run, resumed
 
 
+# Settings that decide which rows the n-th update of an epoch uses: a mid-epoch resume replays with them.
+STREAM_SETTINGS = ("data", "batch_size", "buffer_rows", "shuffle", "seed", "val_fraction", "on_bad_rows", "engine",
+                   "engine_options")
+
+
+def check_same_stream(c, saved):
+    def value(config, k):  # where the cluster's scheduler listens does not change the stream
+        v = config.get(k) if isinstance(config, dict) else getattr(config, k)
+        return {o: x for o, x in v.items() if o != "scheduler"} if k == "engine_options" else v
+
+    changed = [k for k in STREAM_SETTINGS if k in saved and value(saved, k) != value(c, k)]
+    if changed:
+        raise StreambpError(f"The checkpoint in {c.resume} was written mid-epoch; resuming it with a different "
+                            f"{', '.join(changed)} ({', '.join(f'{k}={saved[k]!r}' for k in changed)} in the run) "
+                            "would not continue the same stream of rows. Resume with the run's own settings for "
+                            "these, or change them at an epoch end.")
+
+
 def make_engine(run):
     c = run.config
     factory = engines.get(c.engine)[0]
     try:
-        return factory(run, **c.engine_options)
+        inspect.signature(factory).bind(run, **c.engine_options)
     except TypeError as e:
-        if "argument" not in str(e):
-            raise
         raise StreambpError(f"The engine {c.engine!r} does not take the settings "
                             f"{', '.join(sorted(c.engine_options))} ({e}).") from None
+    return factory(run, **c.engine_options)
+
+
+def make_run_dir(c, resumed):
+    """The run directory: --resume's, --run-dir (refused if it holds another run's checkpoints), or a new
+    runs/<model>-<time>[-N] beside the model; None without a model file or --run-dir."""
+    if resumed:
+        return c.resume
+    if c.run_dir:
+        if latest(c.run_dir):
+            raise StreambpError(f"--run-dir {c.run_dir} holds the checkpoints of another run; continue it with "
+                                f"--resume {c.run_dir}, or choose another directory.")
+        os.makedirs(c.run_dir, exist_ok=True)
+        return c.run_dir
+    if not c.out:
+        return None
+    base = default_run_dir(c)
+    for n in itertools.count(1):
+        path = base if n == 1 else f"{base}-{n}"
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:
+            continue
 
 
 def engine_items(engine, epoch, skip, checkpoint):
@@ -264,63 +305,74 @@ def engine_items(engine, epoch, skip, checkpoint):
     try:
         yield from engine.epoch(epoch, skip)
     except EngineFailed as e:
-        path = checkpoint()
+        path = checkpoint()  # of the last update yielded
         raise EngineFailed(f"{e} Wrote {path}; resume with: streambp fit --resume {os.path.dirname(path)}") from None
 
 
 def fit(c: FitConfig):
     """Train as configured; write the model to c.out (atomically) and return it."""
     check_config(c)
-    every_steps, every_seconds = parse_every(c.checkpoint_every)
+    parse_every(c.checkpoint_every)
     if c.out:
         check_writable(c.out)
     n_threads = threads.configure(c.threads)
     if c.deterministic:
         c.threads = n_threads  # a resumed run must use the same count
     run, resumed = prepare(c, n_threads)
+    engine = make_engine(run)
+    try:
+        return train(c, run, resumed, engine)
+    finally:
+        engine.close()
+
+
+def train(c, run, resumed, engine):
+    """fit()'s loop over epochs and the engine's updates: logging, checkpoints, validation, the model file."""
+    every_steps, every_seconds = parse_every(c.checkpoint_every)
     model, labels = run.model, run.labels
-    run_dir = c.resume or c.run_dir or (default_run_dir(c) if c.out else None)
+    steps_per_epoch = max(1, -(-labels.rows // getattr(engine, "rows_per_step", c.batch_size)))
+    run.lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
+                              **c.lr_schedule_params)
+    run_dir = make_run_dir(c, resumed)
     val_source = run.source if c.val_fraction else open_source(c.val, c.source, **c.source_options) if c.val else None
     if c.val:
         model_spec(model, val_source)
     logs = [loggers.get(name)[0]() for name in c.loggers]
     if run_dir:
-        os.makedirs(run_dir, exist_ok=True)
         write_config(c, os.path.join(run_dir, "config.toml"))
         logs.append(JsonlLogger(os.path.join(run_dir, "events.jsonl"), append=bool(resumed)))
     history = resumed["history"] if resumed else []
     # a checkpoint written mid-epoch resumes that epoch after its first `done` updates
     start = resumed["epoch"] + (0 if resumed.get("done") else 1) if resumed else 1
     emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs, "out": c.out,
-                             "config": asdict(c), "classes": model.classes, "threads": n_threads,
+                             "config": asdict(c), "classes": model.classes, "threads": run.threads,
                              "files": len(run.source.files), "run_dir": run_dir, "resumed": bool(resumed)})
     t_fit = time.perf_counter()
     stopper = EarlyStopping(c.early_stopping, model.theta) if c.early_stopping else None
     if resumed and stopper:
         stopper.best, stopper.best_epoch = resumed["stopper"]
         stopper.best_theta[:] = resumed["best_theta"]
-    engine = make_engine(run)
     interrupt = Interrupt()
 
     def checkpoint(epoch, done=0, rows=0, loss_sum=0.0, correct=0):
         if not np.all(np.isfinite(model.theta)):
-            diverged(epoch, "parameters")
+            diverged(epoch, "parameters", run.steps)
         return save_checkpoint(run_dir or default_run_dir(c), model, run.optimizer, {
             "epoch": epoch, "done": done, "rows": rows, "loss_sum": loss_sum, "correct": correct,
             "steps": run.steps, "history": history, "labels": asdict(labels), "config": asdict(c),
             "stopper": [stopper.best, stopper.best_epoch] if stopper else None},
             stopper.best_theta if stopper else None, c.keep_checkpoints)
 
-    def progress(epoch, rows, loss_sum, correct, seconds):
+    def progress(epoch, rows, loss_sum, correct, rate):
         emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "rows": rows,
                             "rows_total": labels.rows, "loss": loss_sum / rows, "accuracy": correct / rows,
-                            "rows_per_s": rows / seconds})
+                            "rows_per_s": rate})
 
-    def diverged(epoch, what):
+    def diverged(epoch, what, step):
         good = latest(run_dir) if run_dir else None
         kept = f"The last good checkpoint is {good}; resume from it with a smaller rate: streambp fit --resume " \
             f"{run_dir} --lr {c.lr / 10:g}." if good else f"No checkpoint was written; try a smaller --lr than {c.lr}."
-        raise Diverged(f"Training diverged in epoch {epoch} at step {run.steps + 1} (NaN or inf {what}); nothing "
+        raise Diverged(f"Training diverged in epoch {epoch} at step {step} (NaN or inf {what}); nothing "
                        f"was saved from this point. {kept}")
 
     try:
@@ -329,10 +381,14 @@ def fit(c: FitConfig):
             mid = resumed if resumed and epoch == start and resumed.get("done") else {}
             done, rows = mid.get("done", 0), mid.get("rows", 0)
             loss_sum, correct = mid.get("loss_sum", 0.0), mid.get("correct", 0)
-            items = engine_items(engine, epoch, done, lambda: checkpoint(epoch, done, rows, loss_sum, correct))
-            for n, loss, hits, k in items:
+            rows0 = rows  # rows/s counts the rows trained in this process
+
+            def failed_checkpoint():  # before the epoch's first update, the position is the previous epoch's end
+                return checkpoint(epoch, done, rows, loss_sum, correct) if done else checkpoint(epoch - 1)
+
+            for n, loss, hits, k in engine_items(engine, epoch, done, failed_checkpoint):
                 if not math.isfinite(loss):
-                    diverged(epoch, "loss")
+                    diverged(epoch, "loss", run.steps + k)
                 done += 1
                 rows += n
                 loss_sum += loss * n
@@ -349,14 +405,14 @@ def fit(c: FitConfig):
                     if every_seconds and now - last_checkpoint > every_seconds and run_dir:
                         last_checkpoint = now
                         checkpoint(epoch, done, rows, loss_sum, correct)
-                    progress(epoch, rows, loss_sum, correct, now - t0)
+                    progress(epoch, rows, loss_sum, correct, (rows - rows0) / (now - t0))
             if rows == 0:
                 raise StreambpError(f"No training rows are left in {run.source.files[0]} after the validation "
                                     "split and skipped rows.")
-            progress(epoch, rows, loss_sum, correct, time.perf_counter() - t0)  # every epoch logs its last step
             seconds = time.perf_counter() - t0
+            progress(epoch, rows, loss_sum, correct, (rows - rows0) / seconds)  # every epoch logs its last step
             record = {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "train_loss": loss_sum / rows,
-                      "train_accuracy": correct / rows, "seconds": seconds, "rows_per_s": rows / seconds}
+                      "train_accuracy": correct / rows, "seconds": seconds, "rows_per_s": (rows - rows0) / seconds}
             if val_source is not None:
                 metrics = evaluate(model, val_source, c.label, split=run.split and (c.val_fraction, True),
                                    bad_rows=skipping(c))
@@ -377,9 +433,8 @@ def fit(c: FitConfig):
         raise
     finally:
         interrupt.restore()
-        engine.close()
     if not np.all(np.isfinite(model.theta)):
-        diverged(c.epochs, "parameters")
+        diverged(history[-1]["epoch"] if history else 0, "parameters", run.steps)
     model.training = {
         "streambp_version": __version__, "config": asdict(c), "rows": labels.rows, "class_counts": labels.counts,
         "history": history, "seconds": time.perf_counter() - t_fit,

@@ -219,3 +219,58 @@ def test_sigkill_at_an_arbitrary_step_then_resume_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(b.theta, a.theta)
     assert [h["train_loss"] for h in b.training["history"]] == [h["train_loss"] for h in a.training["history"]]
     assert [h["val_loss"] for h in b.training["history"]] == [h["val_loss"] for h in a.training["history"]]
+
+
+def test_engine_failure_checkpoints_its_position_and_resume_continues(tmp_path, blob_file, monkeypatch):
+    """An engine that cannot go on (a lost worker) gets a checkpoint of the last update; resuming equals an
+    uninterrupted run, also when it failed before the epoch's first update."""
+    import itertools
+    import re
+
+    import pytest
+
+    from streambp.default_plugins.engines import LocalEngine
+    from streambp.engine import EngineFailed
+    from streambp.errors import StreambpError
+
+    whole = fit(FitConfig(epochs=3, out=None, **settings(blob_file)))
+    real = LocalEngine.epoch
+
+    for fail_at in [(2, 0), (2, 7)]:
+        def failing(self, epoch, skip):  # fails before its update i, as a lost worker does
+            items = real(self, epoch, skip)
+            for i in itertools.count():
+                if (epoch, i) == fail_at:
+                    raise EngineFailed("A worker was lost.")
+                item = next(items, None)
+                if item is None:
+                    return
+                yield item
+
+        monkeypatch.setattr(LocalEngine, "epoch", failing)
+        run = tmp_path / f"run{fail_at[1]}"
+        with pytest.raises(EngineFailed, match=f"A worker was lost. Wrote .*; resume with: streambp fit --resume "
+                                               f"{re.escape(str(run))}"):
+            fit(FitConfig(epochs=3, out=None, run_dir=str(run), **settings(blob_file)))
+        monkeypatch.setattr(LocalEngine, "epoch", real)
+        assert positions(run)[-1][0] == (1 if fail_at[1] == 0 else 2)
+        if fail_at[1]:  # mid-epoch: the settings that decide the stream may not change
+            with pytest.raises(StreambpError, match="written mid-epoch.*batch_size"):
+                fit(FitConfig(epochs=3, out=None, resume=str(run), **{**settings(blob_file), "batch_size": 8}))
+        resumed = fit(FitConfig(epochs=3, out=None, resume=str(run), **settings(blob_file)))
+        np.testing.assert_array_equal(resumed.theta, whole.theta)
+        assert [h["epoch"] for h in resumed.training["history"]] == [1, 2, 3]
+
+
+def test_a_run_directory_of_another_run_is_refused(tmp_path, blob_file):
+    import pytest
+
+    from streambp.errors import StreambpError
+
+    run = tmp_path / "run"
+    fit(FitConfig(epochs=1, out=None, run_dir=str(run), **settings(blob_file)))
+    with pytest.raises(StreambpError, match=f"--run-dir {run} holds the checkpoints of another run"):
+        fit(FitConfig(epochs=1, out=None, run_dir=str(run), **settings(blob_file)))
+    fit(FitConfig(epochs=1, out=str(tmp_path / "m.npz"), **settings(blob_file)))
+    fit(FitConfig(epochs=1, out=str(tmp_path / "m.npz"), **settings(blob_file)))  # within the same second
+    assert len(list((tmp_path / "runs").iterdir())) == 2

@@ -153,3 +153,14 @@ def test_logs_are_overwritten(tmp_path):
         log.fit_start({"run": run})
         log.fit_end({})
     assert [e["run"] for e in read_jsonl(path) if e["event"] == "fit_start"] == [1]
+
+
+def test_jsonl_append_starts_a_new_line_after_a_cut_one(tmp_path):
+    """A killed run can leave half a line; the resumed run's events start on a line of their own."""
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event": "fit_start"}\n{"event": "st')
+    log = JsonlLogger(path, append=True)
+    log.fit_start({"rows": 3})
+    log.close()
+    lines = path.read_text().splitlines()
+    assert lines[:2] == ['{"event": "fit_start"}', '{"event": "st'] and json.loads(lines[2])["rows"] == 3

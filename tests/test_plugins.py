@@ -272,8 +272,9 @@ def test_hook_register_engines(tmp_path, blob_file, register_plugin):
 
         def epoch(self, epoch, skip):
             r = self.run
-            for i, (X, y) in enumerate(minibatches(r.config, r.source, r.spec, r.encoder, r.model.theta.dtype,
-                                                   epoch)):
+            batches = minibatches(r.config, r.source, r.spec, r.encoder, r.model.theta.dtype, epoch, r.split,
+                                  r.bad_rows)
+            for i, (X, y) in enumerate(batches):
                 if i >= skip:
                     half = max(1, len(y) // 2)
                     loss, correct = self.stepper.step(X[:half], y[:half], r.lr_at(r.steps))

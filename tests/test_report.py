@@ -182,3 +182,13 @@ def test_fit_then_report_mnist(tmp_path, mnist_train):
 def test_help():
     assert "report" in invoke("--help").output
     assert "--out" in invoke("report", "--help").output
+
+
+def test_a_line_cut_by_a_killed_run_before_its_resume_is_skipped(tmp_path):
+    d = resumed_run(tmp_path)
+    lines = (d / "events.jsonl").read_text().splitlines(keepends=True)
+    second_start = [i for i, line in enumerate(lines) if '"fit_start"' in line][1]
+    (d / "events.jsonl").write_text("".join(lines[:second_start] + ['{"event": "step", "ti\n'] + lines[second_start:]))
+    assert len(read_run(d).starts) == 2
+    (tmp_path / "again").mkdir()
+    assert read_run(d).epochs == read_run(resumed_run(tmp_path / "again")).epochs

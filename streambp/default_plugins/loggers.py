@@ -118,7 +118,14 @@ class JsonlLogger:
         if self.file is None:
             self.path = log_path(self.path, self.ENV, info, self.SUFFIX)
             self.file = open(self.path, self.mode, encoding="utf-8")
+            if self.file.tell() and not self._ends_with_newline():
+                self.file.write("\n")  # a line cut short by a killed process stays a line of its own
             self.mode = "a"
+
+    def _ends_with_newline(self):
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
 
     def _write(self, event, info):
         self._open(info)

@@ -15,6 +15,8 @@ synchronised parameters, and `streambp fit --resume` continues (on the same numb
 """
 import contextlib
 import os
+import signal
+import threading
 import time
 
 import numpy as np
@@ -26,6 +28,10 @@ CONNECT_TIMEOUT = "30s"  # to reach --scheduler
 CALL_TIMEOUT_S = 600  # one worker call (a minibatch or K of them) taking longer means the worker is stuck
 SETUP_TIMEOUT_S = 120  # for a worker to open its shard
 POLL_S = 1.0  # how often a wait checks that the worker is still there
+
+
+def in_main_thread():
+    return threading.current_thread() is threading.main_thread()
 
 
 class ShardTrainer:
@@ -44,7 +50,7 @@ class ShardTrainer:
         self.spec = model_spec(self.model, self.source)
         self.encoder = LabelEncoder(config.label, self.model.classes, self.model.label_type)
         self.stepper = Stepper(self.model, None, config.batch_size, class_weights)
-        self.batches = iter(())
+        self.batches = None  # until start_epoch: an actor rebuilt after a worker restart must not look finished
 
     def start_epoch(self, epoch, skip):
         """Start the epoch's stream of this shard, past its first `skip` minibatches."""
@@ -61,13 +67,18 @@ class ShardTrainer:
             if next(self.batches, None) is None:
                 break
 
+    def _next(self):
+        if self.batches is None:
+            raise RuntimeError("this shard trainer was (re)started after the epoch began")
+        return next(self.batches, None)
+
     def _weight(self, y):
         w = self.stepper.class_weights
         return float(len(y)) if w is None else float(w[y].sum())
 
     def gradient(self, theta):
         """(dtheta, weight, rows, loss, correct) of the next minibatch at theta, or None past the shard's end."""
-        batch = next(self.batches, None)
+        batch = self._next()
         if batch is None:
             return None
         X, y = batch
@@ -88,7 +99,7 @@ class ShardTrainer:
         rows = correct = steps = 0
         loss_sum = 0.0
         for lr in lrs:
-            batch = next(self.batches, None)
+            batch = self._next()
             if batch is None:
                 break
             loss, hits = s.step(*batch, lr)
@@ -116,42 +127,69 @@ class DaskEngine:
     --workers processes; one ShardTrainer per worker."""
 
     def __init__(self, run, scheduler=None, workers=None, sync_every=1):
-        from distributed import Client, LocalCluster
-
         c = run.config
         if sync_every < 1 or (workers is not None and workers < 1):
             raise StreambpError(f"--sync-every and --workers must be at least 1 (got {sync_every} and {workers}).")
         if c.bad_rows_out:
-            raise StreambpError("--bad-rows-out is not supported with --engine dask (the rows are skipped and "
-                                "counted on each worker); leave it out, or train with --engine local.")
-        self.run, self.sync_every, self.cluster = run, sync_every, None
+            raise StreambpError("--bad-rows-out is not supported with --engine dask (each worker skips its bad "
+                                "rows); leave it out, or train with --engine local.")
+        self.run, self.sync_every, self.cluster, self.client, self.workers, self.futures = \
+            run, sync_every, None, None, [], []
+        try:
+            self._connect(scheduler, workers)
+            wanted = workers or len(self._worker_info())
+            c.engine_options["workers"] = wanted  # a resumed run needs as many shards
+            self.client.wait_for_workers(wanted, timeout=60)
+            self._start_trainers(wanted)
+        except BaseException:
+            self.close()
+            raise
+        self.rows_per_step = wanted * c.batch_size
+        self.grad = np.empty_like(run.model.theta)
+
+    def _connect(self, scheduler, workers):
+        from distributed import Client, LocalCluster
+
         try:
             if scheduler:
                 self.client = Client(scheduler, timeout=CONNECT_TIMEOUT, direct_to_workers=True)
             else:
-                n = workers or max(1, (os.cpu_count() or 2) // 2)
-                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                            dashboard_address=":0")
+                # Ctrl-C is for streambp fit (a checkpoint, then exit), not for the workers it starts
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread() else None
+                try:
+                    self.cluster = LocalCluster(n_workers=workers or max(1, (os.cpu_count() or 2) // 2),
+                                                threads_per_worker=1, processes=True, dashboard_address=":0")
+                finally:
+                    if previous is not None:
+                        signal.signal(signal.SIGINT, previous)
                 self.client = Client(self.cluster, direct_to_workers=True)
-            wanted = workers or len(self.client.scheduler_info()["workers"])
-            self.client.wait_for_workers(wanted, timeout=60)
-        except (OSError, TimeoutError) as e:
-            self.close()
+        except (OSError, TimeoutError, ValueError) as e:
             where = f"the Dask scheduler at {scheduler}" if scheduler else "a local Dask cluster"
             raise StreambpError(f"Cannot use {where}: {type(e).__name__}: {e}.") from None
-        info = self.client.scheduler_info()["workers"]
+
+    def _worker_info(self):
+        """{address: info} of every worker (some distributed versions list 5 unless asked for all)."""
+        try:
+            return self.client.scheduler_info(n_workers=-1)["workers"]
+        except TypeError:  # older distributed: no n_workers, and every worker is listed
+            return self.client.scheduler_info()["workers"]
+
+    def _start_trainers(self, wanted):
+        r = self.run
+        info = self._worker_info()
         addresses = sorted(info)[:wanted]
+        if len(addresses) < wanted:
+            raise StreambpError(f"The Dask cluster has {len(addresses)} workers; this run needs {wanted}.")
         local_threads = max(1, (os.cpu_count() or 1) // wanted)
-        m = run.model
+        m = r.model
         model_args = (m.sizes, m.theta, m.classes, m.features, m.label_type, m.input_column, None, m.mean, m.inv_std)
         # the actors live as long as their futures are held
-        self.futures = [self.client.submit(ShardTrainer, c, model_args, run.class_weights, i, wanted,
+        self.futures = [self.client.submit(ShardTrainer, r.config, model_args, r.class_weights, i, wanted,
                                            local_threads if self.cluster else info[a]["nthreads"], actor=True,
                                            workers=[a], allow_other_workers=False, pure=False)
                         for i, a in enumerate(addresses)]
         self.workers = list(zip(self._wait(self.futures, addresses, "opening its shard", SETUP_TIMEOUT_S),
                                 addresses))
-        self.grad = np.empty_like(m.theta)
 
     def _wait(self, futures, addresses, what, timeout=CALL_TIMEOUT_S):
         """The futures' results. A call to a worker that dies may never return, so waiting polls whether
@@ -165,7 +203,7 @@ class DaskEngine:
                         results.append(f.result(timeout=POLL_S))
                         break
                     except TimeoutError:
-                        if address not in self.client.scheduler_info()["workers"]:
+                        if address not in self._worker_info():
                             raise EngineFailed(f"The Dask worker {address} left the cluster while {what}.") from None
                         if time.monotonic() - start > timeout:
                             raise EngineFailed(f"The Dask worker {address} took over {timeout} s {what}.") from None
@@ -199,13 +237,13 @@ class DaskEngine:
 
     def _apply_gradients(self, results):
         r = self.run
-        total = sum(res[1] for res in results)
+        total = max(sum(res[1] for res in results), np.finfo(self.grad.dtype).tiny)  # all-zero class weights
         self.grad[:] = 0
         for g, w, *_ in results:
             self.grad += (w / total) * g
         r.optimizer.step(r.model.theta, self.grad, r.lr_at(r.steps))
         rows = sum(res[2] for res in results)
-        loss = sum(w * loss for _, w, _, loss, _ in results) / total if total else 0.0
+        loss = sum(w * loss for _, w, _, loss, _ in results) / total
         return rows, loss, sum(res[4] for res in results), 1
 
     def _average(self, results):
@@ -219,7 +257,7 @@ class DaskEngine:
 
     def close(self):
         self.workers = self.futures = []
-        for thing in (getattr(self, "client", None), self.cluster):
+        for thing in (self.client, self.cluster):
             if thing is not None:
                 with contextlib.suppress(Exception):  # a cluster already gone: nothing left to release
                     thing.close()

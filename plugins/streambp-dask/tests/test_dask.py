@@ -25,8 +25,8 @@ from streambp.engine import EngineFailed, minibatches, shard
 from streambp.evaluate import model_spec
 from streambp.model import Model
 from streambp.step import Stepper
-from streambp.stream import LabelEncoder, open_source
-from streambp.train import FitConfig, fit
+from streambp.stream import LabelEncoder, open_source, scan_labels
+from streambp.train import FitConfig, class_weights, fit
 
 RUN = CliRunner()
 
@@ -70,12 +70,15 @@ def shard_streams(c, model, epoch, workers=2):
     return streams
 
 
-def test_sync_every_step_equals_one_process_with_the_combined_batch(cluster, tmp_path):
-    data = blobs(tmp_path / "d.parquet", 2_000)
-    c = dask_config(data, cluster[0], dtype="float64")
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_sync_every_step_equals_one_process_with_the_combined_batch(cluster, tmp_path, class_weight):
+    # 9 row groups: worker 0 has one more, so near the epoch's end worker 1 drops out and worker 0 goes on
+    data = blobs(tmp_path / "d.parquet", 2_250)
+    c = dask_config(data, cluster[0], dtype="float64", class_weight=class_weight)
     trained = fit(c)
     ref = fit(FitConfig(**{**c.__dict__, "epochs": 0, "engine": "local", "engine_options": {}}))  # initial model
-    stepper = Stepper(ref, SGD(ref.theta), 2 * c.batch_size)
+    weights = class_weights(c, ref, scan_labels(open_source(c.data), c.label))
+    stepper = Stepper(ref, SGD(ref.theta), 2 * c.batch_size, weights)
     steps = 0
     for epoch in (1, 2):
         for pair in itertools.zip_longest(*shard_streams(c, ref, epoch)):
@@ -159,7 +162,9 @@ def test_a_killed_worker_stops_with_a_checkpoint_that_resume_continues_bit_ident
     while set(victim) & set(client.scheduler_info()["workers"]) or len(client.scheduler_info()["workers"]) < 2:
         assert time.monotonic() < deadline, "the killed worker was not replaced"
         time.sleep(0.1)
-    resumed = fit(dask_config(data, address, resume=str(run), **settings))
+    # the run recorded the number of workers it used (here: all of them); a mid-epoch resume needs as many
+    resumed = fit(dask_config(data, address, resume=str(run), engine_options={"scheduler": address, "workers": 2},
+                              **settings))
     assert_array_equal(resumed.theta, whole.theta)
     assert [h["train_loss"] for h in resumed.training["history"]] == \
         [h["train_loss"] for h in whole.training["history"]]
