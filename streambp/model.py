@@ -50,12 +50,6 @@ class Workspace:
         self.deltas = np.empty(rows * units, dtype=dtype)
         self.losses = np.empty(rows, dtype=dtype)
         self.ones = np.ones(rows, dtype=dtype)
-        self.units_before_output = units - sizes[-1]
-
-    def output(self, n):
-        """The last layer's block [n, K] of acts: the class probabilities after a loss pass over n rows."""
-        K, start = self.acts.size // self.rows - self.units_before_output, n * self.units_before_output
-        return self.acts[start:start + n * K].reshape(n, K)
 
 
 class Model:

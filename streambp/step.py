@@ -2,7 +2,6 @@
 import numpy as np
 
 from .kernels.network import network_loss_and_grad
-from .kernels.softmax import count_correct
 from .model import Workspace
 
 
@@ -24,7 +23,7 @@ class Stepper:
         self.class_weights = None if class_weights is None else np.asarray(class_weights, dtype=dtype)
 
     def loss_and_grad(self, X, y):
-        """Mean cross-entropy of the minibatch; its gradient is left in self.dtheta."""
+        """(mean cross-entropy of the minibatch, rows classified right); the gradient is left in self.dtheta."""
         n = X.shape[0]
         if n > self.ws.rows:
             raise ValueError(f"minibatch of {n} rows; this Stepper was built for at most {self.ws.rows}")
@@ -39,14 +38,9 @@ class Stepper:
         return network_loss_and_grad(self.dtheta, ws.acts, ws.deltas, ws.losses, m.theta, m.layout, X, y, w,
                                      ws.ones)
 
-    def correct(self, y):
-        """How many rows of the minibatch of the last loss_and_grad call the network classified right."""
-        return count_correct(self.ws.output(y.shape[0]), y)
-
     def step(self, X, y, lr):
         """One SGD-style step on the minibatch; returns its mean loss before the update and how many of its
         rows the network classified right before the update."""
-        loss = self.loss_and_grad(X, y)
-        correct = self.correct(y)
+        loss, correct = self.loss_and_grad(X, y)
         self.optimizer.step(self.model.theta, self.dtheta, lr)
         return loss, correct

@@ -217,10 +217,11 @@ def test_network_loss(net, dtype):
 def test_network_loss_and_grad(net, dtype):
     model, ws, X, y, w = net
     dtheta = np.full_like(model.theta, np.nan)
-    c = network_loss_and_grad(dtheta, ws.acts, ws.deltas, ws.losses, model.theta, model.layout, X, y, w,
-                              ws.ones)
+    c, hits = network_loss_and_grad(dtheta, ws.acts, ws.deltas, ws.losses, model.theta, model.layout, X, y, w,
+                                    ws.ones)
     expected_c, grads = ref.backward(model.layers, X, y, w)
     assert_allclose(c, expected_c, **TOL[dtype])
+    assert hits == int((ref.loss(model.layers, X, y, w)[2].argmax(axis=1) == y).sum())
     for (dW, db), (want_dW, want_db) in zip(ref.unflatten(dtheta, model.sizes), grads, strict=True):
         close(dW, want_dW, dtype)
         close(db, want_db, dtype)

@@ -11,7 +11,7 @@ from .compile import OPTIONS
 
 from .dense import dense_backward, dense_forward, dense_sigmoid_forward
 from .activations import sigmoid_backward
-from .softmax import crossentropy_softmax_backward, softmax_crossentropy_forward, softmax_forward
+from .softmax import count_correct, crossentropy_softmax_backward, softmax_crossentropy_forward, softmax_forward
 
 
 @njit(inline="always", **OPTIONS)
@@ -63,7 +63,8 @@ def network_loss(acts, losses, theta, layout, X, y, weights):
 
 @njit(**OPTIONS)
 def network_loss_and_grad(dtheta, acts, deltas, losses, theta, layout, X, y, weights, ones):
-    """Cost of the minibatch X[B, D], y[B] and its gradient dtheta[P] by backpropagation.
+    """Cost of the minibatch X[B, D], y[B], its gradient dtheta[P] by backpropagation, and how many rows the
+    network classifies right (argmax of a^L == y, counted here to save a call per step): returns (C, hits).
 
     delta^L = (a^L - onehot(y)) * weights; delta^l = (delta^{l+1} W^{l+1}) * a^l (1 - a^l);
     dW^l = delta^l^T a^{l-1}; db^l = sum over rows of delta^l. ones[B] holds 1.0 (for the bias sums).
@@ -71,6 +72,7 @@ def network_loss_and_grad(dtheta, acts, deltas, losses, theta, layout, X, y, wei
     n = X.shape[0]
     L = layout.shape[0]
     c = network_loss(acts, losses, theta, layout, X, y, weights)
+    hits = count_correct(_block(acts, layout, L - 1, n), y)
     crossentropy_softmax_backward(_block(deltas, layout, L - 1, n), _block(acts, layout, L - 1, n),
                                   y, weights)
     for l in range(L - 1, -1, -1):
@@ -84,4 +86,4 @@ def network_loss_and_grad(dtheta, acts, deltas, losses, theta, layout, X, y, wei
         else:
             dense_backward(dW, db, _block(deltas, layout, l - 1, n), dz, _block(acts, layout, l - 1, n),
                            W, ones[:n])
-    return c
+    return c, hits

@@ -83,8 +83,8 @@ class ShardTrainer:
             return None
         X, y = batch
         self.model.theta[:] = theta
-        loss = self.stepper.loss_and_grad(X, y)
-        return self.stepper.dtheta.copy(), self._weight(y), len(y), loss, self.stepper.correct(y)
+        loss, correct = self.stepper.loss_and_grad(X, y)
+        return self.stepper.dtheta.copy(), self._weight(y), len(y), loss, correct
 
     def local_steps(self, theta, state, lrs):
         """Up to len(lrs) optimizer steps from theta and the optimizer state: (theta, state, rows, loss_sum,
