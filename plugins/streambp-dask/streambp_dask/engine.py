@@ -60,12 +60,16 @@ class ShardTrainer:
         threads.configure(self.threads)  # Numba's thread count belongs to the calling thread: the actor's
         c = self.c
         split = (c.val_fraction, False) if c.val_fraction else None
-        bad = BadRows() if c.on_bad_rows == "skip" else None
+        self.bad = BadRows() if c.on_bad_rows == "skip" else None
         self.batches = minibatches(c, self.source, self.spec, self.encoder, self.model.theta.dtype, epoch, split,
-                                   bad, shard=(self.index,))
+                                   self.bad, shard=(self.index,))
         for _ in range(skip):
             if next(self.batches, None) is None:
                 break
+
+    def bad_row_count(self):
+        """Rows of this shard skipped (--on-bad-rows skip) in the epoch so far."""
+        return self.bad.count if self.bad is not None else 0
 
     def _next(self):
         if self.batches is None:
@@ -229,6 +233,8 @@ class DaskEngine:
             active = [a for a, res in zip(active, results) if res is not None]
             results = [res for res in results if res is not None]
             if not results:
+                if r.bad_rows is not None and r.bad_rows.recording:  # the first epoch counts them
+                    r.bad_rows.count += sum(self._call(self.workers, "bad_row_count"))
                 return
             if K == 1:
                 yield self._apply_gradients(results)

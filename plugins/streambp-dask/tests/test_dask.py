@@ -135,6 +135,16 @@ def test_cli_fit_on_the_cluster_with_validation_checkpoints_and_report_files(clu
     assert events[0] == "fit_start" and events.count("epoch_end") == 2 and events[-1] == "fit_end"
 
 
+def test_bad_rows_skipped_on_the_workers_are_counted(cluster, tmp_path):
+    data = blobs(tmp_path / "d.parquet", 2_000)
+    table = pq.read_table(data)
+    x0 = table.column("x0").to_numpy().copy()
+    x0[[3, 700, 1999]] = np.nan  # in three different row groups
+    pq.write_table(table.set_column(0, "x0", pa.array(x0)), data, row_group_size=250)
+    model = fit(dask_config(data, cluster[0], on_bad_rows="skip"))
+    assert model.training["bad_rows"] == 3
+
+
 def test_a_killed_worker_stops_with_a_checkpoint_that_resume_continues_bit_identical(cluster, tmp_path):
     address, client = cluster
     data = blobs(tmp_path / "d.parquet", 16_000, seed=5, row_group_size=1_000)
