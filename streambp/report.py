@@ -211,7 +211,9 @@ def page(run, data):
     start, last = run.starts[-1], (run.epochs[-1] if run.epochs else {})
     val = [e["val_accuracy"] for e in run.epochs if e.get("val_accuracy") is not None]
     last_loss = last.get("train_loss", run.steps[-1].get("loss") if run.steps else None)
+    finished = bool(run.ends) and run.ends[-1].get("time", 0) >= start.get("time", 0)
     summary = table([], [
+        ("status", "finished" if finished else "not finished (still running, interrupted or stopped)"),
         ("architecture", "-".join(map(str, start.get("sizes", [])))), ("training rows", number(start.get("rows"), ",")),
         ("epochs done", f"{len(run.epochs)} of {start.get('epochs', '?')}"),
         ("best validation accuracy", number(max(val, default=None), ".4f")),

@@ -98,6 +98,7 @@ def test_write_report_writes_the_page_images_and_series(tmp_path):
     assert s["confusion"] == {"epoch": 3, "classes": CLASSES, "matrix": [[10, 1, 0], [2, 9, 1], [0, 3, 12]]}
 
     page = (out / "index.html").read_text()
+    assert "<tr><td>status</td><td>finished</td></tr>" in page
     for value in ("0.6123", "0.7345", "0.8456", "0.9500", "0.7900", "0.6000", "4-8-3", "3 of 3"):
         assert value in page, value
     assert "0.7011" not in page  # the redone epoch 2 replaced it
@@ -127,6 +128,7 @@ def test_run_without_a_finished_epoch_and_a_line_being_written(tmp_path):
     (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events) + '{"event": "st')
     page = open(write_report(d)).read()
     assert "No epoch has finished yet." in page and "No confusion matrix: no epoch has finished yet" in page
+    assert "not finished (still running, interrupted or stopped)" in page
     s = json.loads((d / "report" / "series.json").read_text())
     assert s["loss"]["train (logged steps)"] == {"x": [16, 32], "y": [1.1, 1.0]}
     assert s["loss"]["train (epoch)"] == {"x": [], "y": []}
