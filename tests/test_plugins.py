@@ -13,6 +13,7 @@ import time
 import traceback
 import types
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -303,6 +304,45 @@ def test_hook_register_engines(tmp_path, blob_file, register_plugin):
     message = " ".join(unknown.output.split())
     assert unknown.exit_code == 2 and "Unknown engine 'spark'. Available: " in message
     assert "halfbatch" in message and "local" in message
+
+
+def test_an_engines_rows_per_step_sets_the_schedules_length(tmp_path, blob_file, register_plugin):
+    """An engine whose step uses two minibatches takes half the steps; the schedule must fit them."""
+    from streambp.engine import minibatches
+    from streambp.step import Stepper
+
+    lrs = []
+
+    class PairEngine:
+        def __init__(self, run):
+            self.run = run
+            self.rows_per_step = 2 * run.config.batch_size
+            self.stepper = Stepper(run.model, run.optimizer, self.rows_per_step)
+
+        def epoch(self, epoch, skip):
+            r = self.run
+            batches = minibatches(r.config, r.source, r.spec, r.encoder, r.model.theta.dtype, epoch, r.split,
+                                  r.bad_rows)
+            for pair in itertools.zip_longest(batches, batches):
+                X = np.concatenate([b[0] for b in pair if b is not None])
+                y = np.concatenate([b[1] for b in pair if b is not None])
+                lrs.append(r.lr_at(r.steps))
+                loss, correct = self.stepper.step(X, y, lrs[-1])
+                yield len(y), loss, correct, 1
+
+        def close(self):
+            pass
+
+    class Plugin:
+        @hookimpl
+        def register_engines(self, register):
+            register("pairs", PairEngine)
+
+    register_plugin(Plugin(), "pairs-plugin")
+    invoke("fit", blob_file, "--out", tmp_path / "m.npz", "--epochs", 2, "--engine", "pairs", "--lr", 0.1,
+           "--lr-schedule", "cosine", *FAST)
+    assert len(lrs) == 38  # 600 rows: 19 pairs of 16-row minibatches per epoch
+    assert lrs[0] == pytest.approx(0.1) and lrs[19] == pytest.approx(0.05, rel=0.1) and lrs[-1] < 0.001
 
 
 def test_hook_register_sources(tmp_path, blob_file, register_plugin):
