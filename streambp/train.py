@@ -312,7 +312,7 @@ def engine_items(engine, epoch, skip, checkpoint):
 def fit(c: FitConfig):
     """Train as configured; write the model to c.out (atomically) and return it."""
     check_config(c)
-    parse_every(c.checkpoint_every)
+    every = parse_every(c.checkpoint_every)
     if c.out:
         check_writable(c.out)
     n_threads = threads.configure(c.threads)
@@ -321,14 +321,15 @@ def fit(c: FitConfig):
     run, resumed = prepare(c, n_threads)
     engine = make_engine(run)
     try:
-        return train(c, run, resumed, engine)
+        return train(c, run, resumed, engine, every)
     finally:
         engine.close()
 
 
-def train(c, run, resumed, engine):
-    """fit()'s loop over epochs and the engine's updates: logging, checkpoints, validation, the model file."""
-    every_steps, every_seconds = parse_every(c.checkpoint_every)
+def train(c, run, resumed, engine, every):
+    """fit()'s loop over epochs and the engine's updates: logging, checkpoints, validation, the model file.
+    every = (steps, seconds) between mid-epoch checkpoints, from parse_every."""
+    every_steps, every_seconds = every
     model, labels = run.model, run.labels
     steps_per_epoch = max(1, -(-labels.rows // getattr(engine, "rows_per_step", c.batch_size)))
     run.lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,

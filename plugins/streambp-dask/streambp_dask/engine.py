@@ -88,7 +88,8 @@ class ShardTrainer:
         X, y = batch
         self.model.theta[:] = theta
         loss, correct = self.stepper.loss_and_grad(X, y)
-        return self.stepper.dtheta.copy(), self._weight(y), len(y), loss, correct
+        # returned without a copy: the reply is serialised before the client can send the next call
+        return self.stepper.dtheta, self._weight(y), len(y), loss, correct
 
     def local_steps(self, theta, state, lrs):
         """Up to len(lrs) optimizer steps from theta and the optimizer state: (theta, state, rows, loss_sum,
@@ -113,7 +114,15 @@ class ShardTrainer:
             steps += 1
         if steps == 0:
             return None
-        return self.model.theta.copy(), s.optimizer.state_dict(), rows, loss_sum, correct, steps
+        return self.model.theta, s.optimizer.state_dict(), rows, loss_sum, correct, steps  # as in gradient()
+
+
+def weighted_sum(arrays, weights, out):
+    """out <- the sum of weights[i] * arrays[i], added in worker order (so a run is reproducible)."""
+    out[...] = 0
+    for a, w in zip(arrays, weights):
+        out += w * a
+    return out
 
 
 def average_state(states, weights):
@@ -121,7 +130,7 @@ def average_state(states, weights):
     out = dict(states[0])
     for key, value in out.items():
         if isinstance(value, np.ndarray):
-            out[key] = sum(w * s[key] for w, s in zip(weights, states)).astype(value.dtype)
+            out[key] = weighted_sum([s[key] for s in states], weights, np.empty_like(value))
     out["step"] = max(s["step"] for s in states)
     return out
 
@@ -244,9 +253,7 @@ class DaskEngine:
     def _apply_gradients(self, results):
         r = self.run
         total = max(sum(res[1] for res in results), np.finfo(self.grad.dtype).tiny)  # all-zero class weights
-        self.grad[:] = 0
-        for g, w, *_ in results:
-            self.grad += (w / total) * g
+        weighted_sum([res[0] for res in results], [res[1] / total for res in results], self.grad)
         r.optimizer.step(r.model.theta, self.grad, r.lr_at(r.steps))
         rows = sum(res[2] for res in results)
         loss = sum(w * loss for _, w, _, loss, _ in results) / total
@@ -256,7 +263,7 @@ class DaskEngine:
         r = self.run
         rows = sum(res[2] for res in results)
         weights = [res[2] / rows for res in results]
-        r.model.theta[:] = sum(w * res[0] for w, res in zip(weights, results))
+        weighted_sum([res[0] for res in results], weights, r.model.theta)
         r.optimizer.load_state_dict(average_state([res[1] for res in results], weights))
         return rows, sum(res[3] for res in results) / rows, sum(res[4] for res in results), \
             max(res[5] for res in results)
