@@ -19,15 +19,19 @@ Measured per file (each repeat reads the file once first, so every measurement r
                           column('x').flatten().to_numpy().reshape(-1, 784), which copies nothing.
 Measured per (network, batch size):
     streambp in-memory    Stepper + SGD over random in-memory data (bench_kernels.StreambpImpl): the kernel
-                          rate, the ceiling for the end-to-end rate.
-    streambp end-to-end   `streambp fit FILE --epochs 1 --hidden H --batch-size B --lr 0.1 --threads T
+                          rate, the ceiling for the end-to-end rate. Calibrated once, then timed right before
+                          every end-to-end run, so that both rates of a ratio come from the same minutes.
+    streambp end-to-end   `streambp fit FILE --epochs E --hidden H --batch-size B --lr 0.1 --threads T
                           --out TMP/model.npz` (+ `--features x` for list files) in a fresh Python process
                           per run, with fit's defaults otherwise (shuffle buffer of 16,384 rows, prefetch 1).
-                          rows/s and seconds are the epoch's, from the model's training history: the
-                          training loop including the decoding that runs in fit's prefetch thread. "wall s"
-                          is the whole process (interpreter start, imports, Numba cache load, the label
-                          pre-pass, writing the model) and "peak RSS" its ru_maxrss. An untimed warm-up
-                          process per (layout, network, batch) first fills Numba's on-disk cache.
+                          rows/s and seconds are the last epoch's (--epochs, default 2), from the model's
+                          training history: the training loop including the decoding that runs in fit's
+                          prefetch thread. The first epoch's rows/s is reported beside it: it also pays for
+                          the process's first touch of its buffers and of pyarrow's memory (0.3-0.7 s on this
+                          VM in some runs, with 200k rows a third of the epoch). "wall s" is the whole
+                          process (interpreter start, imports, Numba cache load, the label pre-pass, every
+                          epoch, writing the model) and "peak RSS" its VmHWM. An untimed warm-up process per
+                          (layout, network, batch) first fills Numba's on-disk cache.
 Every rate is the median [min-max] over --repeats runs; the ratios are ratios of medians. "other CPU %" is
 the CPU time other processes used during the timed runs (/proc/stat minus ours and our children's), in %
 of the machine, worst run of the row: above a few % the row's timings are disturbed.
@@ -290,17 +294,25 @@ def rate_run(fn, path):
 # streambp in memory (the kernel rate) and end to end (a fresh `streambp fit` process per run).
 
 
-def in_memory(sizes, batch, args):
-    """Rows/s of Stepper + SGD on random in-memory data: a calibrated warm-up, then --repeats timed runs."""
-    impl = StreambpImpl(sizes, make_data(sizes, args.memory_rows, seed=0), batch, LR)
-    cal = calibrate(impl, args.seconds, min(0.15, args.seconds / 2), None, args.cooldown)
-    runs = []
-    for _ in range(args.repeats):
-        time.sleep(args.cooldown)
-        _, wall, other = measured(impl.run, cal["steps_per_repeat"])
-        runs.append({"rows_per_s": cal["steps_per_repeat"] * batch / wall, "other_cpu_fraction": other})
-    return {"rows_per_s": summary([r["rows_per_s"] for r in runs]),
-            "other_cpu_fraction": worst(r["other_cpu_fraction"] for r in runs), **cal}
+class InMemory:
+    """Rows/s of Stepper + SGD on random in-memory data: calibrated once, then one timed run per run()."""
+
+    def __init__(self, sizes, batch, args):
+        self.impl = StreambpImpl(sizes, make_data(sizes, args.memory_rows, seed=0), batch, LR)
+        self.cal = calibrate(self.impl, args.seconds, min(0.15, args.seconds / 2), None, args.cooldown)
+        self.batch, self.cooldown = batch, args.cooldown
+        self.runs = []
+
+    def run(self):
+        time.sleep(self.cooldown)
+        steps = self.cal["steps_per_repeat"]
+        _, wall, other = measured(self.impl.run, steps)
+        self.runs.append({"rows_per_s": steps * self.batch / wall, "other_cpu_fraction": other})
+        return self.runs[-1]
+
+    def summary(self):
+        return {"rows_per_s": summary([r["rows_per_s"] for r in self.runs]),
+                "other_cpu_fraction": worst(r["other_cpu_fraction"] for r in self.runs), **self.cal}
 
 
 DRIVER = """\
@@ -322,14 +334,14 @@ sys.exit(rc if isinstance(rc, int) else 0)
 """
 
 
-def fit_args(path, kind, sizes, batch, threads, out):
-    args = ["fit", path, "--epochs", "1", "--hidden", ",".join(map(str, sizes[1:-1])), "--batch-size",
+def fit_args(path, kind, sizes, batch, threads, epochs, out):
+    args = ["fit", path, "--epochs", str(epochs), "--hidden", ",".join(map(str, sizes[1:-1])), "--batch-size",
             str(batch), "--lr", str(LR), "--out", out, "--threads", str(threads)]
     return args + (["--features", "x"] if kind == "list" else [])
 
 
 def run_fit(args):
-    """One `streambp fit` process; returns (wall s, peak RSS MiB, the epoch's history record)."""
+    """One `streambp fit` process; returns (wall s, peak RSS MiB, the epochs' history records)."""
     import streambp
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
@@ -341,24 +353,27 @@ def run_fit(args):
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd[3:])} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
         kib = [int(ln.split()[1]) for ln in proc.stdout.splitlines() if ln.startswith("BENCH_MAXRSS_KIB")]
-        epoch = streambp.load(out).training["history"][0]
+        history = streambp.load(out).training["history"]
     rss_mib = kib[-1] / (1024.0 * 1024.0) if sys.platform == "darwin" else kib[-1] / 1024.0
-    return wall, rss_mib, epoch
+    return wall, rss_mib, history
 
 
-def end_to_end(path, kind, sizes, batch, threads):
-    (wall, rss, epoch), _, other = measured(run_fit, (path, kind, sizes, batch, threads))
-    return {"rows_per_s": epoch["rows_per_s"], "epoch_s": epoch["seconds"], "wall_s": wall,
-            "peak_rss_mib": rss, "other_cpu_fraction": other}
+def end_to_end(path, kind, sizes, batch, threads, epochs):
+    """The last epoch's rows/s (the steady rate) and the first's, which also pays for the process's first
+    touch of its buffers and of pyarrow's memory."""
+    (wall, rss, history), _, other = measured(run_fit, (path, kind, sizes, batch, threads, epochs))
+    return {"rows_per_s": history[-1]["rows_per_s"], "epoch_s": history[-1]["seconds"],
+            "first_epoch_rows_per_s": history[0]["rows_per_s"], "wall_s": wall, "peak_rss_mib": rss,
+            "other_cpu_fraction": other}
 
 
 def warm_up_fit(path, kind, sizes, batch, threads):
     """An untimed run on a small file, so that no timed run pays for Numba compiling into its cache."""
-    return run_fit((path, kind, sizes, batch, threads))[0]
+    return run_fit((path, kind, sizes, batch, threads, 1))[0]
 
 
 def summarise_e2e(runs):
-    keys = ("rows_per_s", "epoch_s", "wall_s", "peak_rss_mib")
+    keys = ("rows_per_s", "epoch_s", "first_epoch_rows_per_s", "wall_s", "peak_rss_mib")
     return {**{k: summary([r[k] for r in runs]) for k in keys},
             "other_cpu_fraction": worst(r["other_cpu_fraction"] for r in runs)}
 
@@ -373,11 +388,7 @@ def bench_files(args):
     paths = generate(args.data_dir, args.rows, LAYOUTS)
     warm = generate(args.data_dir, WARMUP_ROWS, [("wide", "none"), ("list", "none")])
     points = [(net, b) for net in args.nets for b in args.batches]
-    print("streambp in memory:", flush=True)
-    memory = {}
-    for net, b in points:
-        memory[net, b] = in_memory(NETS[net], b, args)
-        print(f"  {net} B={b}: {fmt_eps(memory[net, b]['rows_per_s']['median'])} rows/s", flush=True)
+    memory = {(net, b): InMemory(NETS[net], b, args) for net, b in points}  # calibrated; timed beside each e2e
     warmups = {f"{kind} {net} B={b}": warm_up_fit(warm[kind, "none"], kind, NETS[net], b, args.threads)
                for kind in ("wide", "list") for net, b in points}
     decode = {lay: [] for lay in LAYOUTS}
@@ -392,12 +403,15 @@ def bench_files(args):
             for name, fn in MATRIX_VARIANTS[lay[0]].items():
                 matrix[lay][name].append(rate_run(fn, path))
             for net, b in points:
+                mem = memory[net, b].run()
                 time.sleep(args.cooldown)
-                run = end_to_end(path, lay[0], NETS[net], b, args.threads)
+                run = end_to_end(path, lay[0], NETS[net], b, args.threads, args.epochs)
                 e2e[lay, net, b].append(run)
                 print(f"  {lay[0]}-{lay[1]} {net} B={b}: decode {fmt_eps(decode[lay][-1]['rows_per_s'])}, "
-                      f"e2e {fmt_eps(run['rows_per_s'])} rows/s, wall {run['wall_s']:.1f} s, "
+                      f"in memory {fmt_eps(mem['rows_per_s'])}, e2e {fmt_eps(run['rows_per_s'])} rows/s "
+                      f"(first epoch {fmt_eps(run['first_epoch_rows_per_s'])}), wall {run['wall_s']:.1f} s, "
                       f"RSS {run['peak_rss_mib']:.0f} MiB", flush=True)
+    memory = {k: m.summary() for k, m in memory.items()}
     return {"points": table_points(paths, points, memory, decode, matrix, e2e), "warmup_wall_s": warmups}
 
 
@@ -435,7 +449,7 @@ def bench_rss(args):
         for name, path in (("small", small), ("big", big)):
             warm_cache(path)
             time.sleep(args.cooldown)
-            run = end_to_end(path, lay[0], NETS[net], batch, args.threads)
+            run = end_to_end(path, lay[0], NETS[net], batch, args.threads, 1)
             runs[name].append(run)
             print(f"  repeat {r + 1}/{args.repeats} {name}: {fmt_eps(run['rows_per_s'])} rows/s, "
                   f"RSS {run['peak_rss_mib']:.0f} MiB", flush=True)
@@ -468,7 +482,8 @@ def markdown(head, rows):
 
 def files_table(points):
     head = ["layout", "compression", "net", "batch", "pyarrow decode rows/s", "pyarrow->matrix rows/s",
-            "streambp in-memory rows/s", "streambp e2e rows/s median [min-max]", "e2e / in-memory",
+            "streambp in-memory rows/s", "streambp e2e rows/s median [min-max]", "first epoch rows/s",
+            "e2e / in-memory",
             "e2e / pyarrow->matrix", "wall s", "peak RSS MiB", "other CPU %"]
     rows = []
     for p in points:
@@ -480,6 +495,7 @@ def files_table(points):
                      str(p["batch"]), fmt_eps(p["pyarrow_decode"]["rows_per_s"]["median"]),
                      f"{fmt_eps(m['rows_per_s']['median'])} ({m['variant']})",
                      fmt_eps(p["streambp_in_memory"]["rows_per_s"]["median"]), fmt_range(e["rows_per_s"]),
+                     fmt_eps(e["first_epoch_rows_per_s"]["median"]),
                      f"{p['ratios']['e2e/in_memory']:.2f}x", f"{p['ratios']['e2e/pyarrow_matrix']:.2f}x",
                      f"{e['wall_s']['median']:.1f}", f"{e['peak_rss_mib']['median']:.0f}", fmt_other(other)])
     return markdown(head, rows)
@@ -540,6 +556,8 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for streambp and "
                     "pyarrow (default: all cores)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (default 3)")
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per end-to-end run; the last one's rate is "
+                    "reported (default 2)")
     ap.add_argument("--seconds", type=float, default=1.0, help="seconds per timed in-memory run (default 1)")
     ap.add_argument("--memory-rows", type=int, default=16384, help="rows of the random in-memory data set "
                     "(default 16384)")
@@ -585,7 +603,8 @@ def main(argv=None):
     print()
     print(report)
     print()
-    print("rows/s medians over the repeats; e2e = one epoch of `streambp fit` (decoding in its prefetch "
+    epochs = "one epoch" if args.rss_scaling else f"the last of {args.epochs} epochs"
+    print(f"rows/s medians over the repeats; e2e = {epochs} of `streambp fit` (decoding in its prefetch "
           "thread included); wall s and peak RSS: the whole fit process, median. other CPU %: other "
           "processes' CPU use during the timed runs (worst run), in % of the machine.")
     if args.json:

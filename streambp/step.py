@@ -38,6 +38,11 @@ class Stepper:
         return network_loss_and_grad(self.dtheta, ws.acts, ws.deltas, ws.losses, m.theta, m.layout, X, y, w,
                                      ws.ones)
 
+    def load_kernels(self):
+        """Compile the backprop kernel for the model's dtype (or load it from Numba's cache) on a scratch row,
+        so that the first step of a timed epoch does not pay for it; the model is not changed."""
+        self.loss_and_grad(np.zeros((1, self.model.sizes[0]), self.dtheta.dtype), np.zeros(1, np.int32))
+
     def step(self, X, y, lr):
         """One SGD-style step on the minibatch; returns its mean loss before the update and how many of its
         rows the network classified right before the update."""

@@ -227,6 +227,20 @@ def test_network_loss_and_grad(net, dtype):
         close(db, want_db, dtype)
 
 
+def test_stepper_load_kernels_compiles_without_changing_the_model(dtype):
+    sizes = NETS["1-hidden"]
+    model = ref.random_model(sizes, dtype)
+    opt = SGD(model.theta, momentum=0.9)
+    stepper = Stepper(model, opt, 8)
+    theta, state = model.theta.copy(), opt.state_dict()
+    stepper.load_kernels()
+    assert np.array_equal(model.theta, theta)
+    assert opt.t == state["step"] and np.array_equal(opt.state["momentum_buffer"], state["momentum_buffer"])
+    zero_row = np.zeros((1, sizes[0]), dtype)  # it ran backprop on one zero row of class 0, into scratch
+    close(stepper.dtheta, ref.flatten(ref.backward(model.layers, zero_row, np.zeros(1, np.int32), np.ones(1))[1]),
+          dtype)
+
+
 def test_stepper_sgd_step_and_partial_batch(dtype):
     sizes, batch_size, lr = NETS["1-hidden"], 8, 0.1
     model = ref.random_model(sizes, dtype)

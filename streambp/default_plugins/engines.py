@@ -12,6 +12,8 @@ class LocalEngine:
         self.run = run
         c = run.config
         self.stepper = Stepper(run.model, run.optimizer, c.batch_size, run.class_weights)
+        self.stepper.load_kernels()
+        threads.concurrent_calls_safe()  # starts the threading layer
         self.tuner = None if c.deterministic else threads.BlasTuner(run.threads)
 
     def epoch(self, epoch, skip):
