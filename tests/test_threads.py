@@ -51,3 +51,20 @@ def test_openmp_loaded_first_avoids_the_shared_spinning_runtime():
     loaded, layer = out.split()
     assert loaded == "True"
     assert layer != "omp"
+
+
+def test_every_kernel_releases_the_gil():
+    """The training thread's kernels and the prefetch thread's Python code must be able to run at once."""
+    import importlib
+    import pkgutil
+
+    import streambp.kernels
+    from numba.core.registry import CPUDispatcher
+
+    kernels = {}
+    for module in pkgutil.iter_modules(streambp.kernels.__path__):
+        found = vars(importlib.import_module(f"streambp.kernels.{module.name}"))
+        kernels.update({f"{module.name}.{k}": v for k, v in found.items() if isinstance(v, CPUDispatcher)
+                        and v.py_func.__module__.startswith("streambp.")})
+    assert "network.network_loss_and_grad" in kernels and "gather.gather_columns" in kernels
+    assert [name for name, k in kernels.items() if not k.targetoptions.get("nogil")] == []

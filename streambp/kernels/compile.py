@@ -2,13 +2,14 @@
 picks one by the size of the work, since waking the thread pool costs more than a small pass.
 
 error_model="numpy" drops the division-by-zero checks that stop LLVM from vectorising loops;
-fastmath "contract" only allows fused multiply-adds, so NaN and inf keep their meaning.
+fastmath "contract" only allows fused multiply-adds, so NaN and inf keep their meaning. nogil: the
+training thread's kernels let the prefetch thread run its Python code meanwhile.
 """
 import types
 
 from numba import njit
 
-OPTIONS = dict(cache=True, error_model="numpy", fastmath={"contract"})
+OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, one thread finishes before the pool wakes up
 
 

@@ -21,7 +21,7 @@ def _address_as_voidptr(typingctx, address):
     return types.voidptr(types.int64), codegen
 
 
-@njit(parallel=True, nogil=True, **OPTIONS)
+@njit(parallel=True, **OPTIONS)
 def gather_columns(X, addresses, start):
     """X[N, D] <- column j's element start + i, for D contiguous columns of X's dtype whose data start
     at addresses[D] (the caller keeps them alive); return the first index i * D + j of X holding
@@ -41,7 +41,7 @@ def gather_columns(X, addresses, start):
     return _first_bad(bad)
 
 
-@njit(parallel=True, nogil=True, **OPTIONS)
+@njit(parallel=True, **OPTIONS)
 def copy_rows(X, src, rows):
     """X[N, D] <- src[rows[i], :] (rows[N] may be any selection or permutation); return the first
     index i * D + j of X holding NaN or inf, or -1."""

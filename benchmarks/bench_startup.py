@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Start-up time of `streambp fit`: with Numba's cache empty (the first run after installing) and warm.
+
+    python benchmarks/bench_startup.py                      # 3 warm repeats, net A 784-128-10
+    python benchmarks/bench_startup.py --repeats 5 --json benchmarks/results/startup.json
+
+Each run is a fresh `streambp fit` process on a small Parquet file (--rows rows of 784 float32 columns and
+a label, written to a temporary directory), one epoch of batch 128, with NUMBA_CACHE_DIR pointing at a
+directory of this benchmark: empty for the cold run, then kept for the warm runs. Reported per run:
+    import s          process start to `import streambp.cli` done (a separate `python -c` process)
+    to training s     process start to the first epoch's start (from RUN_DIR/events.jsonl: the epoch_end
+                      event's time minus the epoch's seconds): interpreter, imports, threads, opening the
+                      file, the label pre-pass, building the model, loading (or compiling) the kernels
+    whole s           the whole process, including the epoch on --rows rows and writing the model
+Medians [min-max] over --repeats for the warm runs; the cold run is done once (it fills the cache).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+D, K = 784, 10
+
+
+def write_data(path, rows):
+    rng = np.random.default_rng(0)
+    X = rng.random((rows, D), dtype=np.float32)
+    cols = {f"f{j}": X[:, j] for j in range(D)}
+    cols["label"] = rng.integers(0, K, rows)
+    pq.write_table(pa.table(cols), path)
+
+
+def run(cmd, env):
+    t0 = time.time()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    whole = time.time() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return t0, whole
+
+
+def fit_once(data, tmp, env, hidden, i):
+    run_dir = os.path.join(tmp, f"run-{i}")
+    cmd = [sys.executable, "-c", "from streambp.cli import main; main()", "fit", data, "--epochs", "1", "--hidden", hidden,
+           "--batch-size", "128", "--out", os.path.join(tmp, f"model-{i}.npz"), "--run-dir", run_dir]
+    t0, whole = run(cmd, env)
+    with open(os.path.join(run_dir, "events.jsonl")) as f:
+        epoch = next(e for e in map(json.loads, f) if e["event"] == "epoch_end")
+    import_s = run([sys.executable, "-c", "import streambp.cli"], env)[1]
+    return {"import_s": import_s, "to_training_s": epoch["time"] - epoch["seconds"] - t0, "whole_s": whole}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=4096)
+    p.add_argument("--hidden", default="128")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json")
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        data = os.path.join(tmp, "data.parquet")
+        write_data(data, a.rows)
+        env = {**os.environ, "NUMBA_CACHE_DIR": os.path.join(tmp, "numba-cache")}
+        cold = fit_once(data, tmp, env, a.hidden, 0)
+        warm = [fit_once(data, tmp, env, a.hidden, i) for i in range(1, a.repeats + 1)]
+    keys = ("import_s", "to_training_s", "whole_s")
+    print("| Numba cache | runs | import s | to training s | whole s |")
+    print("|---|---|---|---|---|")
+    print(f"| empty (first run) | 1 | {cold['import_s']:.2f} | {cold['to_training_s']:.2f} | {cold['whole_s']:.2f} |")
+    cells = []
+    for k in keys:
+        v = [w[k] for w in warm]
+        cells.append(f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]")
+    print(f"| warm | {len(warm)} | " + " | ".join(cells) + " |")
+    print(f"\n`streambp fit` of {a.rows:,} rows x {D} columns, net {D}-{a.hidden.replace(',', '-')}-{K}, 1 epoch; "
+          "warm: median [min-max].")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"rows": a.rows, "hidden": a.hidden, "cold": cold, "warm": warm}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
