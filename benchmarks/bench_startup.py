@@ -49,8 +49,9 @@ def run(cmd, env):
 
 def fit_once(data, tmp, env, hidden, i):
     run_dir = os.path.join(tmp, f"run-{i}")
-    cmd = [sys.executable, "-c", "from streambp.cli import main; main()", "fit", data, "--epochs", "1", "--hidden", hidden,
-           "--batch-size", "128", "--out", os.path.join(tmp, f"model-{i}.npz"), "--run-dir", run_dir]
+    cmd = [sys.executable, "-c", "from streambp.cli import main; main()", "fit", data, "--epochs", "1",
+           "--hidden", hidden, "--batch-size", "128", "--out", os.path.join(tmp, f"model-{i}.npz"),
+           "--run-dir", run_dir]
     t0, whole = run(cmd, env)
     with open(os.path.join(run_dir, "events.jsonl")) as f:
         epoch = next(e for e in map(json.loads, f) if e["event"] == "epoch_end")
