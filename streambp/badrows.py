@@ -1,4 +1,6 @@
 """Rows rejected under `--on-bad-rows skip`: counted, and optionally written out with their origin."""
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,7 +11,9 @@ from .atomic import atomic_path, check_writable
 class BadRows:
     """Counts rejected rows; with `out`, writes them (the columns read, plus `_file` and `_row`) to Parquet.
 
-    Rows are recorded only while `recording` is true (the first epoch), so each is written once.
+    Rows are recorded only while `recording` is true (the first epoch), so each is written once. add() runs
+    in fit's prefetch thread, which may still be reading when the main thread calls abort(): a lock keeps
+    them apart, and rows added after close() or abort() are ignored.
     """
 
     def __init__(self, out=None):
@@ -21,34 +25,39 @@ class BadRows:
         self._writer = None
         self._atomic = None
         self._tmp = None
+        self._lock = threading.Lock()
 
     def add(self, f, row0, batch, rows):
         """Record the rows `rows` (indices into batch) of a record batch read from file f at row0."""
-        if not self.recording or len(rows) == 0:
-            return
-        self.count += len(rows)
-        if self.out is None:
-            return
-        rejected = pa.Table.from_batches([batch.take(pa.array(rows))])
-        rejected = rejected.append_column("_file", pa.array([str(f)] * len(rows)))
-        rejected = rejected.append_column("_row", pa.array(row0 + np.asarray(rows, dtype=np.int64)))
-        if self._writer is None:
-            self._atomic = atomic_path(self.out)
-            self._tmp = self._atomic.__enter__()
-            self._writer = pq.ParquetWriter(self._tmp, rejected.schema)
-        self._writer.write_table(rejected)
+        with self._lock:
+            if not self.recording or len(rows) == 0:
+                return
+            self.count += len(rows)
+            if self.out is None:
+                return
+            rejected = pa.Table.from_batches([batch.take(pa.array(rows))])
+            rejected = rejected.append_column("_file", pa.array([str(f)] * len(rows)))
+            rejected = rejected.append_column("_row", pa.array(row0 + np.asarray(rows, dtype=np.int64)))
+            if self._writer is None:
+                self._atomic = atomic_path(self.out)
+                self._tmp = self._atomic.__enter__()
+                self._writer = pq.ParquetWriter(self._tmp, rejected.schema)
+            self._writer.write_table(rejected)
 
     def close(self):
         """Finish the output file (atomically renamed into place); call once, after the first epoch."""
-        self.recording = False
-        if self._writer is not None:
-            self._writer.close()
-            self._atomic.__exit__(None, None, None)
-            self._writer = None
+        with self._lock:
+            self.recording = False
+            if self._writer is not None:
+                self._writer.close()
+                self._atomic.__exit__(None, None, None)
+                self._writer = None
 
     def abort(self, error):
         """Drop the partial output file after `error` stopped the run."""
-        if self._writer is not None:
-            self._writer.close()
-            self._atomic.__exit__(type(error), error, error.__traceback__)
-            self._writer = None
+        with self._lock:
+            self.recording = False
+            if self._writer is not None:
+                self._writer.close()
+                self._atomic.__exit__(type(error), error, error.__traceback__)
+                self._writer = None

@@ -95,6 +95,22 @@ def test_a_run_stopped_mid_epoch_leaves_no_partial_bad_rows_file(tmp_path, monke
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
 
 
+def test_rows_added_after_abort_are_ignored(tmp_path):
+    """fit's prefetch thread may still be reading (and adding rows) when the main thread aborts."""
+    from streambp.badrows import BadRows
+
+    out = tmp_path / "rejected.parquet"
+    out.write_bytes(b"keep me")
+    batch = pa.record_batch({"x0": [1.0, float("nan"), 3.0]})
+    bad = BadRows(str(out))
+    bad.add("a.parquet", 0, batch, np.array([1]))
+    bad.abort(KeyboardInterrupt())
+    bad.add("a.parquet", 3, batch, np.array([1]))
+    assert bad.count == 1
+    assert out.read_bytes() == b"keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["rejected.parquet"]
+
+
 def test_skip_handles_null_rows_and_values_of_a_list_column(tmp_path):
     X, y = make_blobs(n=300, d=3, k=2, seed=6)
     rows = [list(map(float, r)) for r in X]
