@@ -7,22 +7,27 @@ from .atomic import atomic_path, check_writable
 from .errors import StreambpError
 from .kernels.network import network_predict_proba
 from .model import Workspace
-from .stream import BatchDecoder, FeatureSpec, LabelEncoder, READ_ROWS, chunks, check_schemas, is_numeric, \
-    is_vector, prefetched, require_column
+from .features import READ_ROWS, check_schemas, is_numeric, is_temporal, is_vector, require_column, value_type
+from .stream import BatchDecoder, LabelEncoder, chunks, prefetched
 
 
 def model_spec(model, source):
-    """The model's FeatureSpec, after checking that the source has those columns with usable types."""
-    spec = FeatureSpec(model.features, model.input_column, model.mean, model.inv_std)
+    """The model's FeatureSpec, after checking that the source has its columns with usable types."""
+    spec = model.spec
+    usable = {c.name: "numeric" for c in spec.numeric}
+    usable.update({c.name: "categorical" for c in spec.categorical})
     for c in spec.columns:
         if c not in source.schema.names:
             raise StreambpError(f"{source.files[0]} has no column {c!r}, which the model was trained on "
-                                f"(the model expects {model.sizes[0]} features: "
-                                f"{', '.join(spec.columns[:8])}{', ...' if len(spec.columns) > 8 else ''}).")
+                                f"(the model reads the columns {', '.join(spec.columns[:8])}"
+                                f"{', ...' if len(spec.columns) > 8 else ''}).")
         t = source.schema.field(c).type
-        if not (is_vector(t) if model.input_column else is_numeric(t)):
+        ok = is_vector(t) if spec.input_column else \
+            usable[c] == "categorical" or is_numeric(value_type(t)) or pa.types.is_boolean(value_type(t)) or \
+            pa.types.is_decimal(t) or is_temporal(t)
+        if not ok:
             raise StreambpError(f"{source.files[0]}: column {c!r} has type {t}, which the model cannot use as "
-                                "a feature.")
+                                f"a {usable.get(c, 'numeric')} feature.")
     check_schemas(source, spec.columns)
     return spec
 
@@ -50,7 +55,7 @@ def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
     confusion = np.zeros((K, K), dtype=np.int64)
     log_loss = 0.0
     unknown = 0
-    for X, y in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype, split=split,
+    for X, idx, y in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype, split=split,
                                   bad_rows=bad_rows)):
         p = probs[:X.shape[0]]
         probabilities(model, X, p, ws)

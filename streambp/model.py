@@ -17,10 +17,11 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import StreambpError
+from .features import FeatureSpec
 from .kernels.network import network_predict_proba
 
 FORMAT = "streambp-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def make_layout(sizes):
@@ -61,29 +62,62 @@ class Model:
 
     def __init__(self, sizes, theta, classes, features, label_type="int64", input_column=None,
                  training=None, mean=None, inv_std=None):
+        """features: the input column names, or a features.FeatureSpec (which then also gives the input
+        column, the scaler, the fills and the categorical columns)."""
         self.sizes = [int(s) for s in sizes]
         self.layout = make_layout(self.sizes)
-        if theta.shape != (parameter_count(self.sizes),):
-            raise ValueError(f"theta has shape {theta.shape}, sizes {self.sizes} need "
-                             f"{parameter_count(self.sizes)} parameters")
+        spec = features if isinstance(features, FeatureSpec) else \
+            FeatureSpec.plain(list(features), input_column, mean, inv_std)
+        self.slots = spec.slots
+        P = parameter_count(self.sizes) + self.slots * self.sizes[1]
+        if theta.shape != (P,):
+            raise ValueError(f"theta has shape {theta.shape}, sizes {self.sizes} and {self.slots} categorical slots "
+                             f"need {P} parameters")
         self.theta = np.ascontiguousarray(theta)
         self.classes = list(classes)
-        self.features = list(features)
         self.label_type = label_type
-        self.input_column = input_column
         self.training = dict(training or {})
-        self.mean = None if mean is None else np.asarray(mean, dtype=self.theta.dtype)
-        self.inv_std = None if inv_std is None else np.asarray(inv_std, dtype=self.theta.dtype)
+        if spec.mean is not None:
+            spec.mean = np.asarray(spec.mean, dtype=self.theta.dtype)
+            spec.inv_std = np.asarray(spec.inv_std, dtype=self.theta.dtype)
+        self.spec = spec
+
+    @property
+    def features(self):
+        return self.spec.features
+
+    @property
+    def input_column(self):
+        return self.spec.input_column
+
+    @property
+    def mean(self):
+        return self.spec.mean
+
+    @property
+    def inv_std(self):
+        return self.spec.inv_std
+
+    @property
+    def table(self):
+        """The embedding table E [V, H1] of the categorical slots (a view into theta)."""
+        P = parameter_count(self.sizes)
+        return self.theta[P:].reshape(self.slots, self.sizes[1])
 
     @classmethod
     def initialise(cls, sizes, classes, features, seed=0, dtype=np.float32, **kwargs):
         """Glorot (Xavier) uniform weights, U(-r, r) with r = sqrt(6 / (I + O)), and zero biases."""
         rng = np.random.default_rng(seed)
-        theta = np.zeros(parameter_count(sizes), dtype=dtype)
+        slots = features.slots if isinstance(features, FeatureSpec) else 0
+        theta = np.zeros(parameter_count(sizes) + slots * sizes[1], dtype=dtype)
         model = cls(sizes, theta, classes, features, **kwargs)
-        for W, _ in model.layers:
-            r = np.sqrt(6.0 / (W.shape[0] + W.shape[1]))
+        for l, (W, _) in enumerate(model.layers):
+            # the first layer's inputs are the D numeric inputs and one slot per categorical column
+            fan_in = W.shape[1] + (len(model.spec.categorical) if l == 0 else 0)
+            r = np.sqrt(6.0 / (W.shape[0] + fan_in))
             W[...] = rng.uniform(-r, r, size=W.shape)
+            if l == 0 and slots:
+                model.table[...] = rng.uniform(-r, r, size=model.table.shape)
         return model
 
     @property
@@ -121,6 +155,7 @@ class Model:
             "format": FORMAT, "format_version": FORMAT_VERSION, "sizes": self.sizes,
             "classes": self.classes, "label_type": self.label_type, "features": self.features,
             "input_column": self.input_column, "standardized": self.mean is not None, "training": self.training,
+            "slots": self.slots, "inputs": self.spec.to_metadata(),
         }
 
     def save(self, path):
@@ -163,7 +198,10 @@ def load(path):
     if missing:
         raise StreambpError(f"{not_model} (its metadata lacks {', '.join(missing)}).")
     try:
-        return Model(meta["sizes"], theta, meta["classes"], meta["features"], meta.get("label_type", "int64"),
+        features = FeatureSpec.from_metadata(meta["inputs"], *scaler) if "inputs" in meta else meta["features"]
+        return Model(meta["sizes"], theta, meta["classes"], features, meta.get("label_type", "int64"),
                      meta.get("input_column"), meta.get("training"), *scaler)
+    except StreambpError as e:
+        raise StreambpError(f"{not_model}: {e}.") from None
     except (TypeError, ValueError) as e:
         raise StreambpError(f"{not_model} ({e}).") from None

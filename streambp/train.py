@@ -22,7 +22,8 @@ from .evaluate import evaluate, model_spec
 from .model import Model, load
 from .plugins import engines, loggers, optimizers
 from .schedules import make_schedule
-from .stream import LabelEncoder, LabelInfo, open_source, resolve_features, scan_labels, scan_moments
+from .features import Choices, LabelInfo, scan, scan_labels
+from .stream import LabelEncoder, open_source
 
 DEFAULT_HIDDEN = (128,)
 
@@ -93,7 +94,8 @@ def check_config(c):
 
 
 def build_model(c, source):
-    """A fresh Glorot-initialised model, or the --init model after checking it fits this data."""
+    """A fresh Glorot-initialised model over the columns the pre-pass chose, or the --init model (with its
+    own inputs and preprocessing) after checking it fits this data."""
     if c.init:
         model = load(c.init)
         if c.hidden is not None and list(c.hidden) != model.hidden:
@@ -105,18 +107,12 @@ def build_model(c, source):
         if extra:
             raise StreambpError(f"Labels {extra[:5]} in {source.files[0]} are not classes of the --init model "
                                 f"{c.init} ({model.classes}).")
-        if c.standardize and model.mean is None:
-            raise StreambpError(f"--standardize: the --init model {c.init} was trained without it; its weights "
-                                "expect unscaled features.")
         return model, labels
-    spec = resolve_features(source, c.label, c.features)
-    labels = scan_labels(source, c.label, c.on_bad_rows == "skip")
+    labels, spec = scan(source, c.label, Choices.of(c), c.on_bad_rows == "skip")
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     sizes = [spec.width, *hidden, len(labels.classes)]
-    scaler = scan_moments(source, spec, np.dtype(c.dtype), bad_rows=skipping(c)) if c.standardize else (None, None)
-    model = Model.initialise(sizes, labels.classes, spec.features, seed=c.seed, dtype=np.dtype(c.dtype),
-                             label_type=labels.label_type, input_column=spec.input_column, mean=scaler[0],
-                             inv_std=scaler[1])
+    model = Model.initialise(sizes, labels.classes, spec, seed=c.seed, dtype=np.dtype(c.dtype),
+                             label_type=labels.label_type)
     return model, labels
 
 
@@ -240,7 +236,7 @@ def prepare(c, n_threads):
         optimizer.load_state_dict(opt_state)
     if resumed and resumed.get("done"):
         check_same_stream(c, resumed["config"])
-    run = Run(c, model, optimizer, source, spec, LabelEncoder(c.label, model.classes, model.label_type), labels,
+    run = Run(c, model, optimizer, source, spec, LabelEncoder(c.label, model.classes, model.label_type, strict=True), labels,
               class_weights(c, model, labels), (c.val_fraction, False) if c.val_fraction else None,
               skipping(c, c.bad_rows_out), n_threads, resumed["steps"] if resumed else 0)
     if run.bad_rows is not None and resumed:

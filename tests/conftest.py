@@ -83,3 +83,10 @@ def invoke(*args):
         command = " ".join(map(str, args))
         pytest.fail(f"streambp {command} exited {result.exit_code}:\n{result.output}\n{detail}")
     return result
+
+
+def spec_of(source, label="label", features=None, standardize=False):
+    """The FeatureSpec fit's pre-pass gives a source (unscaled unless asked: tests compare with raw rows)."""
+    from streambp.features import Choices, scan
+
+    return scan(source, label, Choices(features=features, standardize=standardize))[1]

@@ -7,11 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import streambp
-from conftest import blob_table, make_blobs
+from conftest import blob_table, make_blobs, spec_of
 from streambp.errors import StreambpError
 from streambp.evaluate import evaluate
 from streambp.model import Model
-from streambp.stream import LabelEncoder, chunks, open_source, resolve_features, scan_moments
+from streambp.stream import LabelEncoder, chunks, open_source
 from streambp.train import FitConfig, fit
 
 QUIET = dict(loggers=[], out=None)
@@ -30,8 +30,8 @@ def unscaled_file(tmp_path, n=1500):
 def test_scan_moments_match_numpy_and_constant_columns_map_to_zero(tmp_path):
     path, X, _ = unscaled_file(tmp_path)
     source = open_source(path)
-    spec = resolve_features(source, "label")
-    mean, inv_std = scan_moments(source, spec, np.float64, chunk_rows=256)
+    spec = spec_of(source, standardize=True)
+    mean, inv_std = spec.mean, spec.inv_std
     np.testing.assert_allclose(mean[:4], X.astype(np.float64).mean(0), rtol=1e-6)
     np.testing.assert_allclose(inv_std[:4], 1 / X.astype(np.float64).std(0), rtol=1e-6)
     assert mean[4] == 42.0 and inv_std[4] == 1.0
@@ -57,11 +57,11 @@ def test_standardize_trains_unscaled_data_and_the_model_applies_it(tmp_path):
 def test_validation_split_is_disjoint_deterministic_and_covers_every_row(blob_dir, blobs):
     X, _ = blobs
     source = open_source(blob_dir)
-    spec = resolve_features(source, "label")
+    spec = spec_of(source)
     enc = LabelEncoder("label", [0, 1, 2], "int64")
 
     def side(want_val):
-        return np.concatenate([c.copy() for c, _ in chunks(source, spec, enc, 64, np.float32,
+        return np.concatenate([c.copy() for c, _, _ in chunks(source, spec, enc, 64, np.float32,
                                                           split=(0.25, want_val))])
 
     val, train = side(True), side(False)

@@ -4,9 +4,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.stats import chisquare
 
-from conftest import blob_table, make_blobs
+from conftest import blob_table, make_blobs, spec_of
 from streambp.evaluate import evaluate
-from streambp.stream import LabelEncoder, chunks, open_source, resolve_features
+from streambp.stream import LabelEncoder, chunks, open_source
 from streambp.train import FitConfig, fit
 
 
@@ -18,12 +18,12 @@ def test_a_buffer_as_large_as_the_data_gives_a_uniform_permutation(tmp_path):
         pq.write_table(pa.table({"x": np.array(rows, np.float32), "label": [r % 2 for r in rows]}),
                        d / f"part-{i}.parquet", row_group_size=2)
     source = open_source(d)
-    spec = resolve_features(source, "label")
+    spec = spec_of(source)
     enc = LabelEncoder("label", [0, 1], "int64")
     trials = 3000
     position = np.zeros((n, n))
     for seed in range(trials):
-        (X, _), = list(chunks(source, spec, enc, 64, np.float32, np.random.default_rng(seed)))
+        (X, _, _), = list(chunks(source, spec, enc, 64, np.float32, np.random.default_rng(seed)))
         order = X[:, 0].astype(int)
         assert sorted(order) == list(range(n))
         position[order, np.arange(n)] += 1
