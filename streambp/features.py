@@ -295,6 +295,9 @@ def candidate_roles(source, label, choices):
             roles[name] = "categorical"
         elif is_vector(t):
             roles[name] = "vector"
+        elif choices.features:
+            raise StreambpError(f"{source.files[0]}: feature column {name!r} has type {t}, which cannot be a feature "
+                                "(numbers, strings, booleans, dates and one list column of numbers can).")
         elif pa.types.is_null(t):
             ignored.append(Ignored(name, "always null"))
         else:
@@ -497,6 +500,7 @@ class _LabelCounter:
 
 
 def check_label_type(source, label):
+    require_column(source, label, "label")
     t = value_type(source.schema.field(label).type)
     if not (is_numeric(t) or is_text(t) or pa.types.is_boolean(t)) or pa.types.is_float16(t):
         raise StreambpError(f"{source.files[0]}: label column {label!r} has type {t}; labels must be integers, "
@@ -505,7 +509,6 @@ def check_label_type(source, label):
 
 def scan_labels(source, label, skip_bad=False):
     """A pass over the label column alone: the class vocabulary (sorted), counts and row count."""
-    require_column(source, label, "label")
     check_label_type(source, label)
     counter = _LabelCounter(label, skip_bad)
     for f, row0, batch in source.batches([label], READ_ROWS):
