@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from . import __version__, threads
 from .atomic import check_writable
 from .badrows import BadRows
 from .checkpoint import latest, load_latest, save_checkpoint
-from .config import config_path, write_config
+from .config import DEFAULT_HIDDEN, FitConfig, check_config, config_path, write_config  # noqa: F401
 from .default_plugins.loggers import JsonlLogger
 from .engine import EngineFailed, Run
 from .errors import StreambpError
@@ -23,74 +23,6 @@ from .model import Model, load
 from .plugins import engines, loggers, optimizers
 from .schedules import make_schedule
 from .stream import LabelEncoder, LabelInfo, open_source, resolve_features, scan_labels, scan_moments
-
-DEFAULT_HIDDEN = (128,)
-
-
-@dataclass
-class FitConfig:
-    """Everything `streambp fit` needs; the CLI builds one from its options."""
-
-    data: str
-    label: str = "label"
-    features: list | None = None
-    hidden: list | None = None  # None: DEFAULT_HIDDEN, or the --init model's; [] is softmax regression
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 0.1
-    seed: int = 0
-    threads: int | None = None
-    val: str | None = None
-    val_fraction: float = 0.0  # hold out this fraction of the rows of data, by a hash of (file, row)
-    standardize: bool = False
-    class_weight: str | list | None = None  # "balanced", or one weight per class in class order
-    run_dir: str | None = None  # checkpoints, config.toml and events.jsonl; default runs/<model>-<time>
-    resume: str | None = None  # continue from the newest checkpoint in this run directory
-    checkpoint_every: str = "10m"  # also: N steps, Ns/Nm/Nh, or "epoch"; a checkpoint ends every epoch too
-    keep_checkpoints: int = 3
-    deterministic: bool = False  # fixed thread counts, so that a resumed run is bit-identical
-    early_stopping: int = 0  # stop after this many epochs without a lower validation loss (0: never)
-    on_bad_rows: str = "error"  # or "skip": drop rows with null, NaN or inf values, and count them
-    bad_rows_out: str | None = None  # with "skip": write the dropped rows here (Parquet)
-    init: str | None = None
-    out: str | None = "model.npz"
-    optimizer: str = "sgd"
-    optimizer_params: dict = field(default_factory=dict)  # hyper-parameters, e.g. {"momentum": 0.9}
-    lr_schedule: str = "constant"  # see streambp/schedules.py
-    lr_schedule_params: dict = field(default_factory=dict)  # e.g. {"gamma": 0.5}
-    warmup_steps: int = 0
-    loggers: list = field(default_factory=lambda: ["console"])
-    shuffle: bool = True
-    buffer_rows: int = 16384
-    prefetch: int = 1
-    source: str | None = None
-    source_options: dict = field(default_factory=dict)  # given to the source's factory, e.g. {"delimiter": ";"}
-    dtype: str = "float32"
-    engine: str = "local"
-    engine_options: dict = field(default_factory=dict)  # e.g. {"workers": 2, "sync_every": 1}
-
-
-def check_config(c):
-    for name, low in (("epochs", 0), ("batch_size", 1), ("buffer_rows", 1), ("prefetch", 0), ("keep_checkpoints", 1)):
-        if getattr(c, name) < low:
-            raise StreambpError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(c, name)}.")
-    if c.threads is not None and c.threads < 1:
-        raise StreambpError(f"--threads must be at least 1, got {c.threads}.")
-    if not c.lr > 0:
-        raise StreambpError(f"--lr must be positive, got {c.lr}.")
-    if c.on_bad_rows not in ("error", "skip"):
-        raise StreambpError(f"--on-bad-rows takes error or skip, got {c.on_bad_rows!r}.")
-    if c.bad_rows_out and c.on_bad_rows != "skip":
-        raise StreambpError("--bad-rows-out needs --on-bad-rows skip.")
-    if c.early_stopping < 0 or (c.early_stopping and not (c.val or c.val_fraction)):
-        raise StreambpError("--early-stopping takes a positive patience and needs --val or --val-fraction.")
-    if not 0 <= c.val_fraction < 1:
-        raise StreambpError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
-    if c.val_fraction and c.val:
-        raise StreambpError("Give either --val or --val-fraction, not both.")
-    if c.hidden is not None and any(h < 1 for h in c.hidden):
-        raise StreambpError(f"--hidden sizes must be positive (or 0 alone, for no hidden layer), got {c.hidden}.")
-
 
 def build_model(c, source):
     """A fresh Glorot-initialised model, or the --init model after checking it fits this data."""
@@ -105,9 +37,6 @@ def build_model(c, source):
         if extra:
             raise StreambpError(f"Labels {extra[:5]} in {source.files[0]} are not classes of the --init model "
                                 f"{c.init} ({model.classes}).")
-        if c.standardize and model.mean is None:
-            raise StreambpError(f"--standardize: the --init model {c.init} was trained without it; its weights "
-                                "expect unscaled features.")
         return model, labels
     spec = resolve_features(source, c.label, c.features)
     labels = scan_labels(source, c.label, c.on_bad_rows == "skip")
