@@ -218,30 +218,31 @@ def available_memory():
         return None
 
 
-def memory_needed(c, sizes, state_arrays):
-    """Bytes a fit of a network with layer sizes `sizes` needs, by the option that drives each part:
-    --hidden: the parameters, their gradient and `state_arrays` optimizer arrays of the same size;
-    --batch-size: activations and errors of a minibatch; --buffer-rows: (prefetch + 3) decoded buffers."""
+def memory_needed(c, sizes, parameter_arrays):
+    """Bytes still to allocate for a fit of a network of layer sizes `sizes`, by the option that drives each
+    part: --hidden: `parameter_arrays` arrays of the parameters' size (theta, its gradient); --batch-size: the
+    activations and errors of a minibatch; --buffer-rows: (prefetch + 3) decoded buffers of rows. The
+    optimizer's state (0 to 2 more parameter-sized arrays for the built-in ones) comes on top."""
     import numpy as np
 
     item = np.dtype(c.dtype).itemsize
     params = sum((sizes[i] + 1) * sizes[i + 1] for i in range(len(sizes) - 1))
     buffer_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
-    return {"--hidden": params * (2 + state_arrays) * item,
+    return {"--hidden": params * parameter_arrays * item,
             "--batch-size": 2 * c.batch_size * sum(sizes[1:]) * item,
             "--buffer-rows": (c.prefetch + 3) * buffer_rows * (sizes[0] * item + 4)}
 
 
-def check_memory(c, sizes, state_arrays):
-    """Refuse a fit whose estimated memory exceeds what the machine has available, naming the option that
-    drives the largest part."""
-    parts = memory_needed(c, sizes, state_arrays)
+def check_memory(c, sizes, parameter_arrays):
+    """Refuse a fit whose estimated memory (memory_needed) exceeds what the machine has available, naming the
+    option that drives the largest part."""
+    parts = memory_needed(c, sizes, parameter_arrays)
     free = available_memory()
     total = sum(parts.values())
     if free is None or total <= free:
         return
     option = max(parts, key=parts.get)
-    value = {"--hidden": ",".join(map(str, sizes[1:-1])), "--batch-size": c.batch_size,
+    value = {"--hidden": ",".join(map(str, sizes[1:-1])) or "0", "--batch-size": c.batch_size,
              "--buffer-rows": c.buffer_rows}[option]
     raise StreambpError(f"This fit needs about {total / 2**30:,.1f} GiB of memory, {parts[option] / 2**30:,.1f} GiB "
                         f"of it for {option} {value}, and the machine has {free / 2**30:,.1f} GiB available. "

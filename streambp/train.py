@@ -24,9 +24,9 @@ from .plugins import engines, loggers, optimizers
 from .schedules import make_schedule
 from .stream import LabelEncoder, LabelInfo, open_source, resolve_features, scan_labels, scan_moments
 
-def build_model(c, source, state_arrays=0):
-    """A fresh Glorot-initialised model (refused up front if it would not fit in memory along with
-    `state_arrays` optimizer arrays), or the --init model after checking it fits this data."""
+def build_model(c, source):
+    """A fresh Glorot-initialised model (refused up front if the fit would not fit in memory), or the --init
+    model after checking it fits this data."""
     if c.init:
         model = load(c.init)
         if c.hidden is not None and list(c.hidden) != model.hidden:
@@ -43,7 +43,7 @@ def build_model(c, source, state_arrays=0):
     labels = scan_labels(source, c.label, c.on_bad_rows == "skip")
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     sizes = [spec.width, *hidden, len(labels.classes)]
-    check_memory(c, sizes, state_arrays)
+    check_memory(c, sizes, parameter_arrays=2)  # theta and its gradient
     scaler = scan_moments(source, spec, np.dtype(c.dtype), bad_rows=skipping(c)) if c.standardize else (None, None)
     model = Model.initialise(sizes, labels.classes, spec.features, seed=c.seed, dtype=np.dtype(c.dtype),
                              label_type=labels.label_type, input_column=spec.input_column, mean=scaler[0],
@@ -156,28 +156,20 @@ def default_run_dir(c):
     return os.path.join(os.path.dirname(c.out or ""), "runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def optimizer_arrays(c):
-    """How many parameter-sized state arrays the optimizer keeps; building it on one parameter checks its
-    settings before any pass over the data."""
-    probe = optimizers.get(c.optimizer)[0](np.zeros(1, np.dtype(c.dtype)), **c.optimizer_params)
-    return sum(isinstance(v, np.ndarray) for v in probe.state_dict().values())
-
-
 def prepare(c, n_threads):
     """The Run for c (a fresh model, or the --resume checkpoint's) and the resumed checkpoint state or None.
     With --init, the run keeps the model's own scaling (c.standardize follows it)."""
     source = open_source(c.data, c.source, **c.source_options)
-    arrays = optimizer_arrays(c)
     resumed = None
     if c.resume:
         model, opt_state, resumed = load_latest(c.resume)
         labels = LabelInfo(**resumed["labels"])
     else:
-        model, labels = build_model(c, source, arrays)
+        model, labels = build_model(c, source)
     if c.init:
         c = replace(c, standardize=model.mean is not None)
     if c.resume or c.init:
-        check_memory(c, model.sizes, arrays)
+        check_memory(c, model.sizes, parameter_arrays=1)  # the gradient; theta is loaded
     spec = model_spec(model, source)
     optimizer = optimizers.get(c.optimizer)[0](model.theta, **c.optimizer_params)
     if resumed:
