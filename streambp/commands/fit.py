@@ -128,7 +128,8 @@ def command(
     # ------------------------------------------------------------------------------------------- Optimisation
     epochs: Annotated[int, typer.Option(
         metavar="N", rich_help_panel=OPTIMISATION, help="Passes over the data (0 writes the initialised model).")] = 10,
-    batch_size: Annotated[int, typer.Option(metavar="N", rich_help_panel=OPTIMISATION, help="Rows per minibatch.")] = 32,
+    batch_size: Annotated[int, typer.Option(
+        metavar="N", rich_help_panel=OPTIMISATION, help="Rows per minibatch.")] = 32,
     lr: Annotated[float, typer.Option(metavar="RATE", rich_help_panel=OPTIMISATION, help="Learning rate.")] = 0.1,
     optimizer: Annotated[str, typer.Option(
         metavar="NAME", rich_help_panel=OPTIMISATION,
@@ -136,7 +137,8 @@ def command(
     momentum: Annotated[Optional[float], typer.Option(
         metavar="M", rich_help_panel=OPTIMISATION, help="Momentum (sgd, rmsprop; default 0).")] = None,
     nesterov: Annotated[bool, typer.Option(
-        "--nesterov", metavar="", rich_help_panel=OPTIMISATION, help="Nesterov momentum (sgd, with --momentum).")] = False,
+        "--nesterov", metavar="", rich_help_panel=OPTIMISATION,
+        help="Nesterov momentum (sgd, with --momentum).")] = False,
     weight_decay: Annotated[Optional[float], typer.Option(
         metavar="W", rich_help_panel=OPTIMISATION,
         help="Weight decay (default 0; adamw: decoupled, default 0.01).")] = None,
@@ -171,11 +173,13 @@ def command(
     seed: Annotated[int, typer.Option(
         metavar="N", rich_help_panel=OPTIMISATION, help="Seed for initialisation and shuffling (0 or more).")] = 0,
     shuffle: Annotated[bool, typer.Option(
-        "--shuffle/--no-shuffle", metavar="", rich_help_panel=OPTIMISATION, help="Shuffle rows within a buffer each epoch.")] = True,
+        "--shuffle/--no-shuffle", metavar="", rich_help_panel=OPTIMISATION,
+        help="Shuffle rows within a buffer each epoch.")] = True,
     buffer_rows: Annotated[int, typer.Option(
         metavar="N", rich_help_panel=OPTIMISATION, help="Rows per shuffle/prefetch buffer.")] = 16384,
     # ------------------------------------------------------------------------------------------- Output
-    out: Annotated[str, typer.Option(metavar="PATH", rich_help_panel=OUTPUT, help="Model file to write.")] = "model.npz",
+    out: Annotated[str, typer.Option(
+        metavar="PATH", rich_help_panel=OUTPUT, help="Model file to write.")] = "model.npz",
     run_dir: Annotated[Optional[str], typer.Option(
         metavar="DIR", rich_help_panel=OUTPUT,
         help="Checkpoints, config.toml and events.jsonl of the run (default: runs/<model>-<time> beside "

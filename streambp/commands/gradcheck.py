@@ -21,7 +21,7 @@ def command(
     if len(layer_sizes) < 2 or min(layer_sizes) < 1 or rows < 1:
         raise StreambpError("--sizes needs at least an input and an output size, all positive, and --rows >= 1.")
     if not tolerance >= 0:  # NaN too, which every error would pass
-        raise StreambpError(f"--tolerance takes a number of at least 0, got {tolerance}; e.g. --tolerance 1e-6.")
+        raise StreambpError(f"--tolerance takes a number of at least 0, got {tolerance:g}; e.g. --tolerance 1e-6.")
     error, checked = gradcheck(layer_sizes, rows=rows, seed=seed)
     print(f"checked {checked:,} parameters of {'-'.join(map(str, layer_sizes))} on {rows} rows: largest relative "
           f"error {error:.3e} ({'ok' if error <= tolerance else 'FAILED'}, tolerance {tolerance:g})")
