@@ -164,6 +164,10 @@ def prepare(c, n_threads):
     if c.resume:
         model, opt_state, resumed = load_latest(c.resume)
         labels = LabelInfo(**resumed["labels"])
+        if c.hidden is not None and list(c.hidden) != model.hidden:
+            raise StreambpError(f"--hidden {','.join(map(str, c.hidden)) or 0} differs from the run in {c.resume}, "
+                                f"whose network has hidden layers {model.hidden}; a resumed run keeps its network. "
+                                "Leave out --hidden, or start a new run.")
     else:
         model, labels = build_model(c, source)
     if c.init:

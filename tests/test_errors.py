@@ -674,3 +674,14 @@ def test_memory_check_compares_with_the_memory_available(monkeypatch, blob_file,
 @pytest.mark.parametrize("tolerance", ["nan", "-0.5"])
 def test_gradcheck_invalid_tolerance(tolerance):
     user_error("gradcheck", "--tolerance", tolerance, names=["--tolerance", tolerance])
+
+
+def test_resume_with_other_hidden_layers_is_refused(tmp_path, blob_file):
+    run_dir = tmp_path / "run"
+    assert run("fit", blob_file, "--run-dir", run_dir, "--out", tmp_path / "m.npz", *FAST).exit_code == 0
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    out = tmp_path / "m2.npz"
+    user_error("fit", "--resume", run_dir, "--hidden", "9,9", "--epochs", "2", "--out", out,
+               names=["--hidden 9,9", str(run_dir), "[4]"])
+    assert not out.exists()
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
