@@ -337,15 +337,20 @@ def fit(c: FitConfig):
             stack.push(finish_bad_rows(run.bad_rows))
         engine = make_engine(run)
         stack.callback(engine.close)
-        # the schedule's length needs the engine's rows per step (Dask: workers x batch); set before any update
-        steps_per_epoch = max(1, -(-run.labels.rows // getattr(engine, "rows_per_step", run.config.batch_size)))
-        c = run.config
-        run.lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch,
-                                  c.warmup_steps, **c.lr_schedule_params)
-        return train(run, resumed, engine, stack)
+        set_schedule(run, getattr(engine, "rows_per_step", run.config.batch_size))
+        return train(run, resumed, engine)
 
 
-def train(run, resumed, engine, stack):
+def set_schedule(run, rows_per_step):
+    """run.lr_at, before any update: the schedule counts optimizer steps, so its length needs the rows one step
+    uses, which a data-parallel engine knows once it has its workers (Dask: workers x --batch-size)."""
+    c = run.config
+    steps_per_epoch = max(1, -(-run.labels.rows // rows_per_step))
+    run.lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
+                              **c.lr_schedule_params)
+
+
+def train(run, resumed, engine):
     """fit()'s loop over epochs and the engine's updates: logging, checkpoints, validation, the model file."""
     c, model, labels = run.config, run.model, run.labels
     run_dir = make_run_dir(c, resumed)
@@ -369,25 +374,27 @@ def train(run, resumed, engine, stack):
         stopper.best_theta[:] = resumed["best_theta"]
     checkpoints = Checkpointer(run, run_dir, history, stopper)
     interrupt = Interrupt()
-    stack.callback(interrupt.restore)
-    for epoch in range(start, c.epochs + 1):
-        mid = resumed if resumed and epoch == start and resumed.get("done") else {}
-        state = EpochState(epoch, **{k: mid[k] for k in ("done", "rows", "loss_sum", "correct") if k in mid})
-        record = run_epoch(run, engine, state, checkpoints, interrupt, logs)
-        if val_source is not None:
-            metrics = evaluate(model, val_source, c.label, split=run.split and (c.val_fraction, True),
-                               bad_rows=skipping(c))
-            record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"],
-                          val_confusion=metrics["confusion_matrix"])
-        history.append(record)
-        emit(logs, "epoch_end", record)
-        if run.bad_rows is not None:
-            run.bad_rows.close()  # every row has been seen once
-        stop = stopper is not None and stopper.update(epoch, record["val_loss"], model.theta)
-        if run_dir:
-            checkpoints.write(EpochState(epoch))
-        if stop:
-            break
+    try:
+        for epoch in range(start, c.epochs + 1):
+            mid = resumed if resumed and epoch == start and resumed.get("done") else {}
+            state = EpochState(epoch, **{k: mid[k] for k in ("done", "rows", "loss_sum", "correct") if k in mid})
+            record = run_epoch(run, engine, state, checkpoints, interrupt, logs)
+            if val_source is not None:
+                metrics = evaluate(model, val_source, c.label, split=run.split and (c.val_fraction, True),
+                                   bad_rows=skipping(c))
+                record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"],
+                              val_confusion=metrics["confusion_matrix"])
+            history.append(record)
+            emit(logs, "epoch_end", record)
+            if run.bad_rows is not None:
+                run.bad_rows.close()  # every row has been seen once
+            stop = stopper is not None and stopper.update(epoch, record["val_loss"], model.theta)
+            if run_dir:
+                checkpoints.write(EpochState(epoch))
+            if stop:
+                break
+    finally:
+        interrupt.restore()
     checkpoints.check_finite(history[-1]["epoch"] if history else 0)
     model.training = {
         "streambp_version": __version__, "config": asdict(c), "rows": labels.rows, "class_counts": labels.counts,
