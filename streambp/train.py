@@ -316,10 +316,13 @@ def engine_items(engine, epoch, skip, checkpoint):
 
 def finish_bad_rows(bad_rows):
     """An ExitStack exit callback: the rejected-rows file is finished, or dropped after an error."""
-    def exit(kind, error, tb):
-        bad_rows.abort(error) if error is not None else bad_rows.close()
+    def finish(kind, error, tb):
+        if error is None:
+            bad_rows.close()
+        else:
+            bad_rows.abort(error)
 
-    return exit
+    return finish
 
 
 def fit(c: FitConfig):
