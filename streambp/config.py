@@ -77,6 +77,10 @@ class FitConfig:
     engine_options: dict[str, Scalar] = field(default_factory=dict)  # e.g. {"workers": 2, "sync_every": 1}
 
     def __post_init__(self):
+        hints = typing.get_type_hints(FitConfig)
+        for f in dataclasses.fields(self):  # a path may be given as a pathlib.Path
+            if isinstance(getattr(self, f.name), os.PathLike) and _accepts(hints[f.name], ""):
+                setattr(self, f.name, os.fspath(getattr(self, f.name)))
         check_types({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "FitConfig")
 
 

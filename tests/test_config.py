@@ -162,10 +162,13 @@ def test_wrongly_typed_python_settings_are_refused(settings, names):
         assert name in str(e.value)
 
 
-def test_numbers_of_the_right_kind_are_accepted():
-    c = FitConfig(data="d", lr=1, hidden=(8, 4), class_weight=[1, 2.5], optimizer_params={"momentum": 0.5,
-                                                                                          "nesterov": True})
+def test_values_of_the_right_kind_are_accepted(tmp_path):
+    c = FitConfig(data=tmp_path / "d.parquet", out=tmp_path / "m.npz", lr=1, hidden=(8, 4), class_weight=[1, 2.5],
+                  optimizer_params={"momentum": 0.5, "nesterov": True})
+    assert (c.data, c.out) == (str(tmp_path / "d.parquet"), str(tmp_path / "m.npz"))  # paths as text
     assert c.lr == 1 and c.hidden == (8, 4)
+    with pytest.raises(StreambpError, match="epochs takes an integer"):
+        FitConfig(data="d", epochs=tmp_path)  # a path is text only where a setting takes text
 
 
 # ---------------------------------------------------------------------------------------------- run files
