@@ -609,6 +609,10 @@ def test_fit_help_groups_options_in_reading_order_without_type_metavars():
     # Typer's own --help line is the one type label left (streambp.cli's command class decides it)
     options = [line for line in text.splitlines() if "--help" not in line]
     assert not [line for line in options if re.search(r"<(bool|str|int|float|list\[\w+\])>", line)]
+    from streambp.config import DEFAULT_HIDDEN
+
+    hidden_help = words(text[text.index("│ --hidden"):text.index("│ --init")])
+    assert f"default {','.join(map(str, DEFAULT_HIDDEN))}," in hidden_help  # the help states the real default
     logger_help = words(text[text.index("--logger"):text.index("--deterministic")])
     for name in ("console", "jsonl", "csv", "streambp plugins"):
         assert name in logger_help
