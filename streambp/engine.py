@@ -43,7 +43,7 @@ class Run:
     bad_rows: Any  # BadRows collecting skipped rows, or None
     threads: int
     steps: int = 0  # optimizer steps taken, all epochs
-    lr_at: Callable[[int], float] | None = None  # learning rate of global step i (set once the engine exists)
+    lr_at: Callable[[int], float] | None = None  # learning rate of global step i (set by train.set_schedule)
 
 
 def chunk_rows(c):

@@ -347,7 +347,9 @@ class _NumericStats:
         self.n, self.mean, self.m2, self.nulls = 0, 0.0, 0.0, 0
 
     def add(self, arr):
-        x = numbers(arr)
+        self.add_values(numbers(arr))
+
+    def add_values(self, x):
         finite = np.isfinite(x)
         self.nulls += int(np.isnan(x).sum())
         x = x[finite]
@@ -407,8 +409,10 @@ def scan(source, label, choices, skip_bad=False):
     vectors = [n for n, r in roles.items() if r == "vector"]
     if vectors:
         labels = scan_labels(source, label, skip_bad)
-        return labels, FeatureSpec(ignored=ignored, input_column=vectors[0],
-                                   vector_width=vector_width(source, vectors[0]))
+        spec = FeatureSpec(ignored=ignored, input_column=vectors[0], vector_width=vector_width(source, vectors[0]))
+        if choices.standardize:
+            spec.mean, spec.inv_std = vector_scaler(source, spec)
+        return labels, spec
     explicit = set(choices.categorical) | set(choices.numeric) | set(choices.features or [])
     stats = {n: _NumericStats() if r == "numeric" else _CategoryStats() for n, r in roles.items()}
     distinct = {n: _Distinct() for n in roles if n not in explicit and
@@ -461,14 +465,28 @@ def categories(name, s, arrow_type, choices):
     return Categorical(name, sorted(frequent, key=str), vt, distinct=distinct, nulls=s.nulls)
 
 
+def vector_scaler(source, spec):
+    """(mean [D], inv_std [D]) of the values of a list column, by the same merge of per-batch moments."""
+    stats = [_NumericStats() for _ in range(spec.width)]
+    for _, _, batch in source.batches([spec.input_column], READ_ROWS):
+        values = numbers(batch.column(0).flatten()).reshape(-1, spec.width)
+        for j, s in enumerate(stats):
+            s.add_values(values[:, j])
+    return inverse_scale([s.mean for s in stats], [s for s in stats])
+
+
+def inverse_scale(mean, stats):
+    """inv_std from the moments; a constant input gets 1, so it maps to 0."""
+    std = [np.sqrt(s.m2 / s.n) if s.n else 0.0 for s in stats]
+    return np.array(mean), np.array([1.0 / d if d > 1e-12 * max(abs(m), 1.0) else 1.0 for m, d in zip(mean, std)])
+
+
 def scaler(spec, stats):
     """(mean [D], inv_std [D]) over the numeric inputs: the columns' moments; indicators stay 0/1. A
     constant column gets inv_std 1, so it maps to 0."""
-    mean = [stats[c.name].mean for c in spec.numeric]
-    std = [np.sqrt(stats[c.name].m2 / stats[c.name].n) for c in spec.numeric]
-    inv = [1.0 / s if s > 1e-12 * max(abs(m), 1.0) else 1.0 for m, s in zip(mean, std)]
+    mean, inv = inverse_scale([stats[c.name].mean for c in spec.numeric], [stats[c.name] for c in spec.numeric])
     k = len(spec.indicators)
-    return np.array(mean + [0.0] * k), np.array(inv + [1.0] * k)
+    return np.concatenate([mean, np.zeros(k)]), np.concatenate([inv, np.ones(k)])
 
 
 class _LabelCounter:

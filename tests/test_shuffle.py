@@ -50,7 +50,7 @@ def sorted_dataset(tmp_path, n=3000):
 def test_shuffle_trains_sorted_data_like_pre_shuffled_data(tmp_path):
     data, presorted, test = sorted_dataset(tmp_path)
     # a buffer of a third of the rows
-    cfg = dict(hidden=[8], epochs=3, batch_size=32, lr=0.3, buffer_rows=1024, out=None, loggers=[])
+    cfg = dict(hidden=[8], epochs=3, batch_size=32, lr=0.3, buffer_rows=1024, standardize=False, out=None, loggers=[])
 
     def accuracy(path, shuffle):
         return evaluate(fit(FitConfig(data=str(path), shuffle=shuffle, **cfg)), open_source(test), "label")["accuracy"]

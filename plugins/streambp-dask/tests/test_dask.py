@@ -126,7 +126,7 @@ def test_cli_fit_on_the_cluster_with_validation_checkpoints_and_report_files(clu
     run, out = tmp_path / "run", tmp_path / "m.npz"
     result = RUN.invoke(app, ["fit", str(data), "--engine", "dask", "--scheduler", cluster[0], "--hidden", "8",
                               "--epochs", "2", "--lr", "0.5", "--val-fraction", "0.2", "--run-dir", str(run),
-                              "--out", str(out)])
+                              "--no-standardize", "--out", str(out)])
     assert result.exit_code == 0, result.output
     history = streambp.load(out).training["history"]
     assert len(history) == 2 and history[-1]["val_accuracy"] > 0.9
