@@ -8,7 +8,7 @@ import math
 import os
 from dataclasses import asdict, fields
 
-from .atomic import atomic_path
+from .atomic import atomic_path, current
 from .errors import StreambpError
 
 try:
@@ -25,6 +25,7 @@ def field_names():
 
 def read_config(path):
     """The settings of a TOML run file, keys as FitConfig field names (dashes may stand for underscores)."""
+    current().protect(path, "the --config file")
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -70,12 +71,12 @@ def _toml(value):
     raise TypeError(f"cannot write {value!r} to TOML")
 
 
-def write_config(config, path):
+def write_config(config, path, role="the config file", fix=None):
     """Write a FitConfig as TOML, atomically; settings that are None are left out, and so are resume and
     run_dir: a run started from the file gets a run directory of its own."""
     lines = ["# streambp fit --config this-file  (flags given on the command line override these)"]
     lines += [f"{k} = {_toml(v)}" for k, v in asdict(config).items()
               if v is not None and k not in ("resume", "run_dir")]
-    with atomic_path(path) as tmp:
+    with atomic_path(path, role, fix) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")

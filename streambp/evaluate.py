@@ -3,7 +3,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path, check_writable
+from .atomic import atomic_path, current
 from .errors import StreambpError
 from .kernels.network import network_predict_proba
 from .model import Workspace
@@ -82,7 +82,8 @@ def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
 
 def predict_to_parquet(model, source, out, id_column=None):
     """Write the predicted label and one probability column per class to Parquet, atomically."""
-    check_writable(out)
+    current().protect(source.files, "the data")
+    current().check(out, "--out")
     spec = model_spec(model, source)
     if id_column:
         require_column(source, id_column, "id")
@@ -94,7 +95,7 @@ def predict_to_parquet(model, source, out, id_column=None):
     names = ["prediction"] + [f"prob_{c}" for c in model.classes]
     rows = 0
     columns = spec.columns + ([id_column] if id_column else [])
-    with atomic_path(out) as tmp:
+    with atomic_path(out, "--out") as tmp:
         writer = None
         try:
             for f, row0, batch in source.batches(columns, READ_ROWS):

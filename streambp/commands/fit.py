@@ -1,8 +1,10 @@
+import os
 from typing import Annotated, Optional
 
 import typer
 
 from . import parse_int_list, parse_source_options
+from ..atomic import scope
 from ..checkpoint import load_latest
 from ..config import merge, read_config
 from ..errors import StreambpError
@@ -131,13 +133,23 @@ def command(
     if config and resume:
         raise StreambpError("--resume continues a run with its own settings; give flags to change them, not "
                             "--config.")
-    saved = load_latest(resume)[2]["config"] if resume else read_config(config) if config else None
-    if saved is not None:
-        # compared by name: recent Typer runs its own copy of click, with its own ParameterSource enum
-        flags = {SETTING.get(p, p) for p in ctx.params
-                 if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"}
-        settings = merge(saved, settings, flags & set(settings))
-        settings["resume"] = resume
-    if not settings["data"]:
-        raise StreambpError("Name the training data: streambp fit DATA, or `data` in a --config file.")
-    fit(FitConfig(**settings))
+    with scope():  # the --config file, the checkpoints and the data are inputs of everything fit writes
+        saved = load_latest(resume, say=None)[2]["config"] if resume else read_config(config) if config else None
+        if saved is not None:
+            # compared by name: recent Typer runs its own copy of click, with its own ParameterSource enum
+            flags = {SETTING.get(p, p) for p in ctx.params
+                     if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"}
+            settings = merge(saved, settings, flags & set(settings))
+            settings["resume"] = resume
+            if config and "out" not in flags:
+                check_rerun_out(config, settings["out"])
+        if not settings["data"]:
+            raise StreambpError("Name the training data: streambp fit DATA, or `data` in a --config file.")
+        fit(FitConfig(**settings))
+
+
+def check_rerun_out(config, out):
+    """A --config run whose `out` comes from the file must not replace the model of the run that wrote it."""
+    if out and os.path.exists(out):
+        raise StreambpError(f"--config {config} sets out = {out!r}, which exists (the model of an earlier run); "
+                            f"this run would replace it. Give --out to choose where this run writes its model.")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import hookimpl
+from ..atomic import check_writable
 
 
 class ConsoleLogger:
@@ -117,6 +118,7 @@ class JsonlLogger:
     def _open(self, info):
         if self.file is None:
             self.path = log_path(self.path, self.ENV, info, self.SUFFIX)
+            check_writable(self.path, "the log file", "Choose another place for the log.")
             self.file = open(self.path, self.mode, encoding="utf-8")
             if self.file.tell() and not self._ends_with_newline():
                 self.file.write("\n")  # a line cut short by a killed process stays a line of its own
@@ -173,6 +175,7 @@ class CsvLogger:
     def fit_start(self, info):
         self.close()
         self.path = log_path(self.path, self.ENV, info, self.SUFFIX)
+        check_writable(self.path, "the log file", "Choose another place for the log.")
         self.file = open(self.path, "w", encoding="utf-8", newline="")
 
     def epoch_end(self, info):
