@@ -18,10 +18,10 @@ class BadArchive(Exception):
     """What is wrong with an archive, for the caller's message ("PATH is not a ...: <what>")."""
 
 
-def write(path, meta_key, meta, arrays, role="the output"):
+def write(path, meta_key, meta, arrays, role="the output", fix=None):
     """Write `arrays` and `meta` (JSON, as uint8 member `meta_key`) to the .npz `path`, atomically."""
     payload = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    with atomic_path(path, role) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, role, fix) as tmp, open(tmp, "wb") as f:
         np.savez(f, **{meta_key: payload}, **arrays)
 
 

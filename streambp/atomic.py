@@ -43,6 +43,10 @@ def same_file(a, b):
         return False
 
 
+def default_fix(role):
+    return f"Choose another {role}." if role.startswith("--") else f"Choose another path for {role}."
+
+
 class Guard:
     """The inputs of one command (role, path), and what it holds until it ends (run-directory locks)."""
 
@@ -61,7 +65,7 @@ class Guard:
         """Raise a StreambpError now if `path` cannot be written as `role` (e.g. "--out"): it is an input of
         this command, a directory, or in a directory that does not exist."""
         path = os.fspath(path)
-        fix = fix or f"Choose another {role}."
+        fix = fix or default_fix(role)
         for input_role, p in self.inputs:
             if same_file(path, p):
                 named = "" if os.path.abspath(p) == os.path.abspath(path) else f" ({p})"
@@ -145,13 +149,24 @@ def cannot_write(path, role, error, fix):
 
 
 @contextlib.contextmanager
+def reporting(path, role, fix=None):
+    """Turn a full disk or a read-only file system while writing `path` in place (a log) into a StreambpError."""
+    try:
+        yield
+    except OSError as e:
+        if write_failed(e):
+            raise cannot_write(path, role, e, fix or default_fix(role)) from None
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(path, role="the output", fix=None, guard=None):
     """Yield a temporary path beside `path`; when the block succeeds, fsync it, give it the permissions of the
     file it replaces (or 0o666 less the umask) and rename it over `path`. A symlink `path` stays a link and
     its target is replaced. On any error the temporary file is removed and `path` is left as it was; a full
     disk or a read-only file system is a StreambpError naming `role`. `guard` defaults to current()."""
     path = os.fspath(path)
-    fix = fix or f"Choose another {role}."
+    fix = fix or default_fix(role)
     (guard or current()).check(path, role, fix)
     target = os.path.realpath(path)
     directory = os.path.dirname(target)

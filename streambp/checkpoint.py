@@ -55,7 +55,7 @@ def save_checkpoint(run_dir, model, optimizer, state, best_theta=None, keep=3):
     if best_theta is not None:
         arrays["best_theta"] = best_theta
     path = os.path.join(run_dir, f"checkpoint-e{state['epoch']:04d}-s{state['steps']:09d}.npz")
-    archive.write(path, "state", meta, arrays, role="the checkpoint")
+    archive.write(path, "state", meta, arrays, "the checkpoint", "Choose another --run-dir.")
     for old in checkpoints(run_dir)[:-keep]:
         os.remove(old)
     return path
@@ -88,15 +88,15 @@ def read(path):
     return model, optimizer, state
 
 
-def newest_valid(run_dir, say=None):
+def newest_valid(run_dir, skipped=None):
     """(path, (model, optimizer state, state)) of the newest checkpoint in run_dir that reads and validates,
-    or None; each newer one skipped is reported through say(text)."""
+    or None; each newer one is appended to `skipped` as (path, what is wrong with it)."""
     for path in reversed(checkpoints(run_dir)):
         try:
             return path, read(path)
         except (BadArchive, Invalid, OSError) as e:
-            if say:
-                say(f"Checkpoint {path} is unusable ({e}); trying the one before it.")
+            if skipped is not None:
+                skipped.append((path, str(e) or type(e).__name__))
     return None
 
 
@@ -107,16 +107,20 @@ def stderr(text):
 def load_latest(run_dir, say=stderr):
     """(model, optimizer state dict, state) of the newest usable checkpoint in run_dir, which becomes an
     input of the command; state["checkpoint"] is its path. Unusable newer ones are skipped and reported
-    through say(text) (default: stderr)."""
+    through say(text) (default: stderr; None: silent)."""
     run_dir = os.fspath(run_dir)
     found = checkpoints(run_dir)
     if not found:
         why = "" if os.path.isdir(run_dir) else " (it is not a directory)"
         raise StreambpError(f"No checkpoint to resume from in {run_dir}{why}: it holds no files "
                             "checkpoint-e<epoch>-s<step>.npz. Give the --run-dir of the run to continue.")
-    current().protect(found, "a --resume checkpoint")
-    valid = newest_valid(run_dir, say)
+    skipped = []
+    valid = newest_valid(run_dir, skipped)
     if valid is None:
-        raise StreambpError(f"No usable checkpoint in {run_dir}: all {len(found)} are truncated or invalid (see "
-                            "above). Start a new run without --resume.")
+        raise StreambpError(f"No usable checkpoint in {run_dir}: " + "; ".join(
+            f"{os.path.basename(p)}: {why}" for p, why in skipped) + ". Start a new run without --resume.")
+    for path, why in skipped:
+        if say:
+            say(f"Checkpoint {path} is unusable ({why}); resuming from an earlier one.")
+    current().protect(valid[0], "the --resume checkpoint")  # the unusable newer ones may be written over
     return valid[1]

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import hookimpl
-from ..atomic import check_writable
+from ..atomic import check_writable, reporting
 
 
 class ConsoleLogger:
@@ -131,8 +131,9 @@ class JsonlLogger:
 
     def _write(self, event, info):
         self._open(info)
-        self.file.write(json.dumps({"event": event, "time": time.time(), **plain(info)}) + "\n")
-        self.file.flush()
+        with reporting(self.path, "the log file", "Choose another place for the log."):
+            self.file.write(json.dumps({"event": event, "time": time.time(), **plain(info)}) + "\n")
+            self.file.flush()
 
     def fit_start(self, info):
         self._write("fit_start", info)
@@ -186,8 +187,9 @@ class CsvLogger:
             columns = [k for k in self.ORDER if k in row] + sorted(k for k in row if k not in self.ORDER)
             self.writer = csv.DictWriter(self.file, columns, extrasaction="ignore")
             self.writer.writeheader()
-        self.writer.writerow(row)
-        self.file.flush()
+        with reporting(self.path, "the log file", "Choose another place for the log."):
+            self.writer.writerow(row)
+            self.file.flush()
 
     def fit_end(self, info):
         self.close()
