@@ -68,6 +68,9 @@ def read(path):
         if not isinstance(state, dict) or not isinstance(state.get("model"), dict) \
                 or not isinstance(state.get("optimizer"), dict):
             raise Invalid("its state lacks the model's metadata or the optimizer's state")
+        for key, kind in (("history", list), ("labels", dict), ("config", dict)):
+            if not isinstance(state.get(key), kind):
+                raise Invalid(f"its state's {key} is {type(state.get(key)).__name__}, not a {kind.__name__}")
         for key in ("epoch", "done", "steps"):
             if not (isinstance(state.get(key), int) and not isinstance(state[key], bool) and state[key] >= 0):
                 raise Invalid(f"its state has {key} {state.get(key)!r}, not an integer >= 0")

@@ -246,7 +246,8 @@ def read_model(archive, meta, prefix=""):
     if meta.get("standardized"):
         for name in ("scaler_mean", "scaler_inv_std"):
             check_array(archive, prefix + name, (sizes[0],), FLOATS)
-            arrays[name] = archive.array(prefix + name)
+            with np.errstate(over="ignore"):  # in theta's dtype, as it is used: 1e300 becomes inf in float32
+                arrays[name] = archive.array(prefix + name).astype(arrays["theta"].dtype)
     check_values(arrays)
     return Model.from_metadata(meta, arrays)
 
