@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path, check_writable
+from .atomic import atomic_path, current
 
 
 class BadRows:
@@ -17,8 +17,9 @@ class BadRows:
     """
 
     def __init__(self, out=None):
+        self.guard = current()  # add() runs in the prefetch thread, outside the command's context
         if out:
-            check_writable(out)
+            self.guard.check(out, "--bad-rows-out")
         self.out = out
         self.count = 0
         self.recording = True
@@ -39,7 +40,7 @@ class BadRows:
             rejected = rejected.append_column("_file", pa.array([str(f)] * len(rows)))
             rejected = rejected.append_column("_row", pa.array(row0 + np.asarray(rows, dtype=np.int64)))
             if self._writer is None:
-                self._atomic = atomic_path(self.out)
+                self._atomic = atomic_path(self.out, "--bad-rows-out", guard=self.guard)
                 self._tmp = self._atomic.__enter__()
                 self._writer = pq.ParquetWriter(self._tmp, rejected.schema)
             self._writer.write_table(rejected)

@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 
-from .atomic import atomic_path
+from .atomic import atomic_path, current
 from .errors import StreambpError
 
 try:
@@ -259,6 +259,7 @@ def check_memory(c, sizes, parameter_arrays):
 def read_config(path):
     """The settings of a TOML run file, keys as FitConfig field names (dashes may stand for underscores),
     each value checked against the field's type."""
+    current().protect(path, "the --config file")
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -282,13 +283,13 @@ def config_path(model_path):
     return os.path.splitext(os.fspath(model_path))[0] + ".config.toml"
 
 
-def write_config(config, path):
+def write_config(config, path, role="the config file", fix=None):
     """Write a FitConfig as TOML, atomically; settings that are None are left out, and so are resume and
     run_dir: a run started from the file gets a run directory of its own."""
     import tomli_w
 
     values = {k: v for k, v in asdict(config).items() if v is not None and k not in ("resume", "run_dir")}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, role, fix) as tmp:
         with open(tmp, "wb") as f:
             f.write(b"# streambp fit --config this-file  (flags given on the command line override these)\n")
             tomli_w.dump(values, f)

@@ -3,7 +3,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_path, check_writable
+from .atomic import atomic_path, current
 from .errors import StreambpError
 from .kernels.network import network_predict_proba
 from .model import Workspace
@@ -32,6 +32,18 @@ def model_spec(model, source):
     return spec
 
 
+def check_label_type(model, source, label):
+    """The label column holds the kind of value the model's classes are (integers or strings)."""
+    t = source.schema.field(label).type
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    integer = pa.types.is_integer(pa.type_for_alias(model.label_type))
+    if integer != pa.types.is_integer(t) or not (integer or pa.types.is_string(t) or pa.types.is_large_string(t)):
+        shown = ", ".join(map(repr, model.classes[:5])) + (", ..." if len(model.classes) > 5 else "")
+        raise StreambpError(f"{source.files[0]}: label column {label!r} holds {t} values, but the model's classes "
+                            f"are {model.label_type} ({shown}). Give the column of the labels the model was "
+                            "trained on (--label).")
+
+
 def probabilities(model, X, probs, ws):
     """probs[n, K] <- the model's class probabilities for X[n, D], ws.rows rows per kernel call."""
     for s in range(0, X.shape[0], ws.rows):
@@ -46,6 +58,7 @@ def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
     with null, NaN or inf values instead of stopping (see stream.chunks).
     """
     require_column(source, label, "label")
+    check_label_type(model, source, label)
     spec = model_spec(model, source)
     check_schemas(source, [label])
     K = model.sizes[-1]
@@ -87,19 +100,25 @@ def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
 
 def predict_to_parquet(model, source, out, id_column=None):
     """Write the predicted label and one probability column per class to Parquet, atomically."""
-    check_writable(out)
+    current().protect(source.files, "the data")
+    current().check(out, "--out")
     spec = model_spec(model, source)
+    names = ["prediction"] + [f"prob_{c}" for c in model.classes]
     if id_column:
         require_column(source, id_column, "id")
+        if id_column in names:
+            raise StreambpError(f"--id {id_column!r} has the name of an output column (the output has "
+                                f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}); the file would "
+                                "have two columns of that name. Rename the column in the data, or predict "
+                                "without --id.")
     decoder = BatchDecoder(spec, model.theta.dtype)
     ws = Workspace(model.sizes, 1024, model.theta.dtype)
     X = np.empty((READ_ROWS, spec.width), dtype=model.theta.dtype)
     probs = np.empty((READ_ROWS, model.sizes[-1]), dtype=model.theta.dtype)
     classes = pa.array(model.classes, type=pa.type_for_alias(model.label_type))
-    names = ["prediction"] + [f"prob_{c}" for c in model.classes]
     rows = 0
-    columns = spec.columns + ([id_column] if id_column else [])
-    with atomic_path(out) as tmp:
+    columns = spec.columns + ([id_column] if id_column and id_column not in spec.columns else [])
+    with atomic_path(out, "--out") as tmp:
         writer = None
         try:
             for f, row0, batch in source.batches(columns, READ_ROWS):

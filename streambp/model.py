@@ -1,21 +1,24 @@
 """The network: layer sizes, one flat parameter buffer with per-layer views, and its file format.
 
-Model file (format version 2): a NumPy .npz archive, read with allow_pickle=False, holding
-  theta     float32 or float64 [P], every layer's W [O, I] (row-major) then b [O], first layer first
-  metadata  uint8 [n], UTF-8 JSON: {"format": "streambp-model", "format_version": 2, "sizes": [D, H.., K],
-            "classes": [...], "label_type": "int64" | "string" | ..., "features": [names], "input_column":
-            null or the name of one list column holding all D features, "standardized": bool,
-            "training": {...}}
+Model file (format version 3): a NumPy .npz archive, read with allow_pickle=False, holding
+  theta     float32 or float64 [P], every layer's W [O, I] (row-major) then b [O], first layer first, then
+            the embedding table E [V, H1] of the categorical slots (V = "slots", 0 without categorical columns)
+  metadata  uint8 [n], UTF-8 JSON: {"format": "streambp-model", "format_version": 3, "sizes": [D, H.., K],
+            "classes": [...], "label_type": "int64" | "string" | ..., "features": [names of the D numeric
+            inputs], "input_column": null or the name of one list column holding all D features,
+            "standardized": bool, "slots": V, "inputs": {the column roles, fills and vocabularies: see
+            features.FeatureSpec.to_metadata}, "training": {...}}
   scaler_mean, scaler_inv_std  [D], only when "standardized": inputs are used as (x - mean) * inv_std
-Version 1 is version 2 without standardisation; it still loads.
+Versions 1 and 2 (numeric columns only, nulls not filled) still load.
 """
-import json
 import os
-import zipfile
 
 import numpy as np
+import pyarrow as pa
 
-from .atomic import atomic_path
+from . import archive
+from .archive import Archive, BadArchive
+from .atomic import current
 from .errors import StreambpError
 from .features import FeatureSpec
 from .kernels.network import network_predict_proba
@@ -101,20 +104,18 @@ class Model:
     @property
     def table(self):
         """The embedding table E [V, H1] of the categorical slots (a view into theta)."""
-        P = parameter_count(self.sizes)
-        return self.theta[P:].reshape(self.slots, self.sizes[1])
+        return self.theta[parameter_count(self.sizes):].reshape(self.slots, self.sizes[1])
 
     @classmethod
     def initialise(cls, sizes, classes, features, seed=0, dtype=np.float32, **kwargs):
-        """Glorot (Xavier) uniform weights, U(-r, r) with r = sqrt(6 / (I + O)), and zero biases."""
+        """Glorot (Xavier) uniform weights, U(-r, r) with r = sqrt(6 / (I + O)), and zero biases; the first
+        layer's fan-in counts one input per categorical column, and its embedding table is drawn like W."""
         rng = np.random.default_rng(seed)
         slots = features.slots if isinstance(features, FeatureSpec) else 0
         theta = np.zeros(parameter_count(sizes) + slots * sizes[1], dtype=dtype)
         model = cls(sizes, theta, classes, features, **kwargs)
         for l, (W, _) in enumerate(model.layers):
-            # the first layer's inputs are the D numeric inputs and one slot per categorical column
-            fan_in = W.shape[1] + (len(model.spec.categorical) if l == 0 else 0)
-            r = np.sqrt(6.0 / (W.shape[0] + fan_in))
+            r = np.sqrt(6.0 / (W.shape[0] + W.shape[1] + (len(model.spec.categorical) if l == 0 else 0)))
             W[...] = rng.uniform(-r, r, size=W.shape)
             if l == 0 and slots:
                 model.table[...] = rng.uniform(-r, r, size=model.table.shape)
@@ -132,23 +133,45 @@ class Model:
         return self.sizes[1:-1]
 
     def predict_proba(self, X, batch_rows=4096):
-        """Class probabilities [N, K] for X [N, D], computed batch_rows rows at a time."""
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(f"X must have shape (N, {self.sizes[0]}), got {X.shape}")
-        X = np.ascontiguousarray(X, dtype=self.theta.dtype)
-        if self.mean is not None:
-            X = (X - self.mean) * self.inv_std
+        """Class probabilities [N, K], computed batch_rows rows at a time, for X: a table holding the model's
+        columns (a pyarrow Table or RecordBatch, a pandas DataFrame, or a dict of columns), read with the
+        model's preprocessing (fills, categories, scaling), or an array [N, D] of the numeric inputs of a
+        model without categorical columns (scaled here when the model is standardised)."""
+        if not isinstance(X, np.ndarray) and not isinstance(X, (list, tuple)):
+            from .stream import encode_table
+
+            X, idx = encode_table(self, X)
+        else:
+            if self.spec.categorical:
+                raise ValueError(f"this model reads categorical columns ({self.spec.categorical[0].name}, ...): "
+                                 "give a table of its columns, not an array")
+            X = np.asarray(X)
+            if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+                raise ValueError(f"X must have shape (N, {self.sizes[0]}), got {X.shape}")
+            X = np.ascontiguousarray(X, dtype=self.theta.dtype)
+            if self.mean is not None:
+                X = (X - self.mean) * self.inv_std
+            idx = np.empty((X.shape[0], 0), np.int32)
         probs = np.empty((X.shape[0], self.sizes[-1]), dtype=self.theta.dtype)
         ws = Workspace(self.sizes, min(batch_rows, max(X.shape[0], 1)), self.theta.dtype)
         for s in range(0, X.shape[0], ws.rows):
-            network_predict_proba(probs[s:s + ws.rows], ws.acts, self.theta, self.layout, X[s:s + ws.rows])
+            network_predict_proba(probs[s:s + ws.rows], ws.acts, self.theta, self.layout, X[s:s + ws.rows],
+                                  idx[s:s + ws.rows])
         return probs
 
     def predict(self, X):
         """Predicted labels [N], in the user's own label values."""
         return np.asarray(self.classes, dtype=object if "string" in self.label_type else None)[
             self.predict_proba(X).argmax(axis=1)]
+
+    @classmethod
+    def from_metadata(cls, meta, arrays):
+        """The model of a (validated) metadata dict and its arrays: theta, and scaler_mean/scaler_inv_std when
+        meta["standardized"]."""
+        scaler = arrays.get("scaler_mean"), arrays.get("scaler_inv_std")
+        features = FeatureSpec.from_metadata(meta["inputs"], *scaler) if "inputs" in meta else meta["features"]
+        return cls(meta["sizes"], arrays["theta"], meta["classes"], features, meta.get("label_type", "int64"),
+                   meta.get("input_column"), meta.get("training"), *scaler)
 
     def metadata(self):
         return {
@@ -158,50 +181,173 @@ class Model:
             "slots": self.slots, "inputs": self.spec.to_metadata(),
         }
 
-    def save(self, path):
-        """Write the model file atomically (temporary file, fsync, rename)."""
-        meta = np.frombuffer(json.dumps(self.metadata()).encode("utf-8"), dtype=np.uint8)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                scaler = {} if self.mean is None else {"scaler_mean": self.mean, "scaler_inv_std": self.inv_std}
-                np.savez(f, theta=self.theta, metadata=meta, **scaler)
+    def arrays(self):
+        """The arrays of the file format: theta, and the scaler's when standardised."""
+        scaler = {} if self.mean is None else {"scaler_mean": self.mean, "scaler_inv_std": self.inv_std}
+        return {"theta": self.theta, **scaler}
+
+    def save(self, path, role="the model file"):
+        """Write the model file atomically (temporary file, fsync, rename) through the output guard."""
+        archive.write(path, "metadata", self.metadata(), self.arrays(), role)
 
 
-def load(path):
-    """Read a model file written by Model.save."""
-    path = os.fspath(path)
-    not_model = f"{path} is not a streambp model file"
-    try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise StreambpError(f"{not_model} (it holds a single array, not a model archive).")
-        with z:
-            theta = z["theta"]
-            meta = json.loads(z["metadata"].tobytes().decode("utf-8"))
-            scaler = (z["scaler_mean"], z["scaler_inv_std"]) if isinstance(meta, dict) and meta.get("standardized") \
-                else (None, None)
-    except FileNotFoundError:
-        raise StreambpError(f"Model file {path} does not exist.") from None
-    except IsADirectoryError:
-        raise StreambpError(f"Model file {path} is a directory.") from None
-    except KeyError as e:
-        raise StreambpError(f"{not_model} (no {e.args[0]!r} array).") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, UnicodeDecodeError):
-        raise StreambpError(f"{not_model} (not a readable .npz archive).") from None
+# The validator: one function per section of the format, each raising Invalid(what is wrong). A new format
+# version adds its own sections; the older versions keep their checks.
+
+class Invalid(Exception):
+    """What makes a model unusable, for "PATH is not a usable streambp model: <what>"."""
+
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_header(meta):
+    """format and format_version; returns the version."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise StreambpError(f"{not_model} (its metadata does not say format {FORMAT!r}).")
+        raise Invalid(f"its metadata does not say format {FORMAT!r}")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise StreambpError(f"{path} has model format version {version}; this streambp reads versions up to "
-                            f"{FORMAT_VERSION}. Upgrade streambp to read it.")
+    if not is_int(version) or version < 1:
+        raise Invalid(f"format_version is {version!r}, not a positive integer")
+    return version
+
+
+def check_fields(meta, version):
+    """The metadata's field types."""
     missing = [k for k in ("sizes", "classes", "features") if k not in meta]
     if missing:
-        raise StreambpError(f"{not_model} (its metadata lacks {', '.join(missing)}).")
+        raise Invalid(f"its metadata lacks {', '.join(missing)}")
+    types = {"sizes": list, "classes": list, "features": list, "label_type": str, "input_column": (str, type(None)),
+             "standardized": bool, "training": (dict, type(None))}
+    for key, kind in types.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise Invalid(f"metadata field {key!r} is {type(meta[key]).__name__} {meta[key]!r:.80}")
+    if version < 2 and meta.get("standardized"):
+        raise Invalid("a version 1 model cannot be standardized")
+    if version >= 3 and not (isinstance(meta.get("inputs"), dict) and is_int(meta.get("slots"))):
+        raise Invalid("a version 3 model needs its 'inputs' description and 'slots'")
+
+
+def check_sizes(meta):
+    """sizes: two or more positive integers [D, H.., K] (D may be 0 when categorical slots feed layer 1)."""
+    sizes = meta["sizes"]
+    if len(sizes) < 2 or not all(is_int(s) and s > 0 for s in sizes[1:]) or not is_int(sizes[0]) or \
+            sizes[0] < (0 if meta.get("slots") else 1):
+        raise Invalid(f"sizes {sizes!r:.80} are not two or more positive integers")
+    return sizes
+
+
+def check_inputs(meta):
+    """A version 3 model's inputs: a well-formed description whose numeric inputs are the features and whose
+    slots are the model's. Returns the number of slots."""
+    if "inputs" not in meta:
+        return 0
     try:
-        features = FeatureSpec.from_metadata(meta["inputs"], *scaler) if "inputs" in meta else meta["features"]
-        return Model(meta["sizes"], theta, meta["classes"], features, meta.get("label_type", "int64"),
-                     meta.get("input_column"), meta.get("training"), *scaler)
+        spec = FeatureSpec.from_metadata(meta["inputs"])
     except StreambpError as e:
-        raise StreambpError(f"{not_model}: {e}.") from None
-    except (TypeError, ValueError) as e:
-        raise StreambpError(f"{not_model} ({e}).") from None
+        raise Invalid(str(e)) from None
+    if spec.features != meta["features"] or spec.slots != meta["slots"]:
+        raise Invalid("its inputs description does not match its features and slots")
+    return spec.slots
+
+
+def check_names(meta):
+    """features (one name per input) and classes (one distinct value per output, of label_type)."""
+    sizes, features, classes = meta["sizes"], meta["features"], meta["classes"]
+    if len(features) != sizes[0] or not all(isinstance(f, str) for f in features):
+        raise Invalid(f"it has {len(features)} feature names for {sizes[0]} inputs")
+    if meta.get("input_column") is None and len(set(features)) != len(features):
+        raise Invalid("its feature names repeat")
+    if len(classes) != sizes[-1]:
+        raise Invalid(f"it has {len(classes)} classes for {sizes[-1]} outputs")
+    label_type = meta.get("label_type", "int64")
+    try:
+        kind = pa.type_for_alias(label_type)
+        python = int if pa.types.is_integer(kind) else str if pa.types.is_string(kind) or \
+            pa.types.is_large_string(kind) else bool if pa.types.is_boolean(kind) else \
+            (int, float) if pa.types.is_floating(kind) else None
+        if python is None or any(isinstance(v, bool) != (python is bool) or not isinstance(v, python)
+                                 for v in classes):
+            raise ValueError
+        pa.array(classes, type=kind)
+    except (ValueError, TypeError, OverflowError, pa.ArrowException):
+        raise Invalid(f"classes {classes!r:.80} are not values of label_type {label_type!r:.40}") from None
+    if len(set(classes)) != len(classes):
+        raise Invalid(f"classes {classes!r:.80} repeat")
+
+
+def check_array(archive, name, shape, dtypes):
+    """A member's header: `shape` and one of `dtypes`, checked before its data is read."""
+    if name not in archive.headers:
+        raise Invalid(f"no {name!r} array")
+    got_shape, got_dtype = archive.headers[name]
+    if got_shape != shape or got_dtype not in dtypes:
+        raise Invalid(f"{name!r} is {got_dtype} {got_shape}; expected {' or '.join(map(str, dtypes))} {shape}")
+
+
+def check_values(arrays):
+    """Finite parameters; a finite scaler with inv_std > 0."""
+    if not np.all(np.isfinite(arrays["theta"])):
+        raise Invalid("its parameters (theta) hold NaN or inf")
+    if "scaler_mean" in arrays:
+        if not (np.all(np.isfinite(arrays["scaler_mean"])) and np.all(np.isfinite(arrays["scaler_inv_std"]))
+                and np.all(arrays["scaler_inv_std"] > 0)):
+            raise Invalid("its scaler holds NaN, inf or a non-positive inv_std")
+
+
+def read_model(archive, meta, prefix=""):
+    """The Model of `meta` and the archive's arrays (named prefix + "theta", ...), validated section by
+    section; raises Invalid or archive.BadArchive."""
+    version = check_header(meta)
+    if version > FORMAT_VERSION:
+        raise Invalid(f"it has model format version {version}; this streambp reads versions up to "
+                      f"{FORMAT_VERSION}. Upgrade streambp to read it")
+    check_fields(meta, version)
+    sizes = check_sizes(meta)
+    check_names(meta)
+    slots = check_inputs(meta)
+    check_array(archive, prefix + "theta", (parameter_count(sizes) + slots * sizes[1],), FLOATS)
+    arrays = {"theta": archive.array(prefix + "theta")}
+    if meta.get("standardized"):
+        for name in ("scaler_mean", "scaler_inv_std"):
+            check_array(archive, prefix + name, (sizes[0],), FLOATS)
+            with np.errstate(over="ignore"):  # in theta's dtype, as it is used: 1e300 becomes inf in float32
+                arrays[name] = archive.array(prefix + name).astype(arrays["theta"].dtype)
+    check_values(arrays)
+    return Model.from_metadata(meta, arrays)
+
+
+def not_readable(path, error):
+    """The StreambpError of a model file that cannot be opened as one."""
+    if isinstance(error, FileNotFoundError):
+        return StreambpError(f"Model file {path} does not exist.")
+    if isinstance(error, IsADirectoryError):
+        return StreambpError(f"Model file {path} is a directory.")
+    return StreambpError(f"{path} is not a streambp model file ({error}). Give the .npz file that "
+                         "`streambp fit --out` wrote.")
+
+
+def load(path, role="the model file"):
+    """Read and validate a model file written by Model.save; it becomes an input (`role`) of the command."""
+    path = os.fspath(path)
+    current().protect(path, role)
+    try:
+        with Archive(path) as a:
+            try:
+                meta = a.json("metadata")
+            except BadArchive as e:
+                if "metadata" in a.headers:
+                    raise
+                raise BadArchive("no 'metadata' array" if a.headers else str(e)) from None
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise BadArchive(f"its metadata does not say format {FORMAT!r}")
+            return read_model(a, meta)
+    except (FileNotFoundError, IsADirectoryError, BadArchive) as e:
+        raise not_readable(path, e) from None
+    except OSError as e:
+        raise StreambpError(f"Cannot read model file {path}: {e.strerror or e}.") from None
+    except Invalid as e:
+        raise StreambpError(f"{path} is not a usable streambp model: {e}.") from None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, make_dir, scope
 from .errors import StreambpError
 
 
@@ -34,7 +34,7 @@ def supersede(records, record, key):
 def read_events(path):
     """The JSON objects of an events.jsonl file; an unfinished last line (a run still writing) is ignored, and
     so is a line cut short by a killed run that was then resumed."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:  # a bad byte spoils its line, not the file
         lines = f.readlines()
     events = []
     for number, line in enumerate(lines, 1):
@@ -127,12 +127,13 @@ def figure(size=(8, 4.5)):
     try:
         from matplotlib.figure import Figure  # no pyplot: no global backend state, renders with Agg
     except ImportError:
-        raise StreambpError("streambp report needs matplotlib: pip install 'streambp[report]'.") from None
+        raise StreambpError("streambp report needs matplotlib, which is not installed. Install it into this "
+                            "environment: python -m pip install matplotlib") from None
     return Figure(figsize=size, dpi=100, layout="constrained")
 
 
 def save(fig, path):
-    with atomic_path(path) as tmp:
+    with atomic_path(path, "a report image", "Choose another --out.") as tmp:
         fig.savefig(tmp, format="png")
 
 
@@ -250,13 +251,17 @@ def page(run, data):
 def write_report(run_dir, out_dir=None):
     """Write index.html, the PNGs and series.json (the data plotted) to out_dir (default RUN_DIR/report);
     return the path of index.html."""
+    with scope() as guard:
+        guard.protect([os.path.join(run_dir, "events.jsonl"), os.path.join(run_dir, "config.toml")],
+                      "a file of the run directory")
+        return write_pages(run_dir, out_dir)
+
+
+def write_pages(run_dir, out_dir):
     run = read_run(run_dir)
     figure()  # matplotlib is there, before anything is written
     out_dir = os.fspath(out_dir or os.path.join(run_dir, "report"))
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as e:
-        raise StreambpError(f"Cannot create the report directory {out_dir}: {e.strerror}.") from None
+    make_dir(out_dir, "the report directory (--out)")
     data = series(run)
     plot_lines(data["loss"], "global step", "loss (cross-entropy)", os.path.join(out_dir, "loss.png"))
     plot_lines(data["accuracy"], "global step", "accuracy", os.path.join(out_dir, "accuracy.png"))
@@ -267,6 +272,7 @@ def write_report(run_dir, out_dir=None):
     elif os.path.exists(os.path.join(out_dir, "confusion.png")):
         os.remove(os.path.join(out_dir, "confusion.png"))  # from an earlier report of this directory
     for name, text in (("series.json", json.dumps(data, indent=1)), ("index.html", page(run, data))):
-        with atomic_path(os.path.join(out_dir, name)) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        with atomic_path(os.path.join(out_dir, name), f"the report's {name}", "Choose another --out.") as tmp, \
+                open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
     return os.path.join(out_dir, "index.html")

@@ -5,6 +5,7 @@ import itertools
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
@@ -12,9 +13,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from . import __version__, threads
-from .atomic import check_writable
+from .atomic import check_writable, current, make_dir, scope
 from .badrows import BadRows
-from .checkpoint import latest, load_latest, save_checkpoint
+from .checkpoint import checkpoints, load_latest, lock, newest_valid, save_checkpoint
 from .config import DEFAULT_HIDDEN, FitConfig, check_config, check_memory, config_path, write_config  # noqa: F401
 from .engine import EngineFailed, Run
 from .errors import StreambpError
@@ -31,7 +32,7 @@ def build_model(c, source):
     not fit in memory), or the --init model (with its own inputs and preprocessing) after checking it fits
     this data."""
     if c.init:
-        model = load(c.init)
+        model = load(c.init, "the --init model")
         if c.hidden is not None and list(c.hidden) != model.hidden:
             raise StreambpError(f"--hidden {c.hidden} differs from the --init model {c.init}, which has hidden "
                                 f"layers {model.hidden}.")
@@ -160,9 +161,11 @@ def prepare(c, n_threads):
     """The Run for c (a fresh model, or the --resume checkpoint's) and the resumed checkpoint state or None.
     With --init, the run keeps the model's own scaling (c.standardize follows it)."""
     source = open_source(c.data, c.source, **c.source_options)
+    current().protect(source.files, "the training data")
     resumed = None
     if c.resume:
         model, opt_state, resumed = load_latest(c.resume)
+        say_resumed(c, resumed)
         labels = LabelInfo(**resumed["labels"])
         if c.hidden is not None and list(c.hidden) != model.hidden:
             raise StreambpError(f"--hidden {','.join(map(str, c.hidden)) or 0} differs from the run in {c.resume}, "
@@ -186,6 +189,16 @@ def prepare(c, n_threads):
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
     return run, resumed
+
+
+def say_resumed(c, resumed):
+    """Tell on stderr which checkpoint a --resume continues from, and when its run has already finished."""
+    epoch, done = resumed["epoch"], resumed.get("done")
+    where = f"epoch {epoch}, {done:,} updates in" if done else f"the end of epoch {epoch}"
+    print(f"Resuming from {resumed['checkpoint']} ({where}, step {resumed['steps']:,}).", file=sys.stderr)
+    if not done and epoch >= c.epochs:
+        print(f"That run has finished its {c.epochs} epochs: nothing to train; the model is written again to "
+              f"{c.out}. To train more, resume with a larger --epochs.", file=sys.stderr)
 
 
 # Settings that decide which rows the n-th update of an epoch uses: a mid-epoch resume replays with them.
@@ -221,12 +234,14 @@ def make_run_dir(c, resumed):
     """The run directory: --resume's, --run-dir (refused if it holds another run's checkpoints), or a new
     runs/<model>-<time>[-N] beside the model; None without a model file or --run-dir."""
     if resumed:
+        lock(c.resume)
         return c.resume
     if c.run_dir:
-        if latest(c.run_dir):
+        make_dir(c.run_dir, "--run-dir")
+        lock(c.run_dir)  # before looking for checkpoints: two fits started together cannot both pass
+        if checkpoints(c.run_dir):
             raise StreambpError(f"--run-dir {c.run_dir} holds the checkpoints of another run; continue it with "
                                 f"--resume {c.run_dir}, or choose another directory.")
-        os.makedirs(c.run_dir, exist_ok=True)
         return c.run_dir
     if not c.out:
         return None
@@ -235,6 +250,7 @@ def make_run_dir(c, resumed):
         path = base if n == 1 else f"{base}-{n}"
         try:
             os.makedirs(path)
+            lock(path)
             return path
         except FileExistsError:
             continue
@@ -298,7 +314,8 @@ class Checkpointer:
 
     def diverged(self, epoch, what, step):
         c, run_dir = self.run.config, self.run_dir
-        good = latest(run_dir) if run_dir else None
+        found = newest_valid(run_dir) if run_dir else None  # never a checkpoint with NaN parameters
+        good = found and found[0]
         kept = f"The last good checkpoint is {good}; resume from it with a smaller rate: streambp fit --resume " \
             f"{run_dir} --lr {c.lr / 10:g}." if good else f"No checkpoint was written; try a smaller --lr than {c.lr}."
         raise Diverged(f"Training diverged in epoch {epoch} at step {step} (NaN or inf {what}); nothing was saved "
@@ -329,13 +346,19 @@ def fit(c: FitConfig):
     """Train as configured; write the model to c.out (atomically) and return it. c is not changed."""
     check_config(c)
     parse_every(c.checkpoint_every)  # a malformed --checkpoint-every is refused before any work
-    if c.out:
-        check_writable(c.out)
-    n_threads = threads.configure(c.threads)
-    if c.deterministic:
-        c = replace(c, threads=n_threads)  # a resumed run must use the same count
     with contextlib.ExitStack() as stack:
+        guard = stack.enter_context(scope())  # every file written is checked against every input of this fit
+        guard.protect([c.init], "the --init model")
+        guard.protect([c.val], "the --val data")
+        if c.out:
+            check_writable(c.out, "--out")
+        n_threads = threads.configure(c.threads)
+        if c.deterministic:
+            c = replace(c, threads=n_threads)  # a resumed run must use the same count
         run, resumed = prepare(c, n_threads)
+        if c.out:
+            check_writable(c.out, "--out")  # against the data files too, now that they are known
+            check_writable(config_path(c.out), "the config file written beside the model", "Choose another --out.")
         if run.bad_rows is not None:
             stack.push(finish_bad_rows(run.bad_rows))
         engine = make_engine(run)
@@ -359,10 +382,11 @@ def train(run, resumed, engine):
     run_dir = make_run_dir(c, resumed)
     val_source = run.source if c.val_fraction else open_source(c.val, c.source, **c.source_options) if c.val else None
     if c.val:
+        current().protect(val_source.files, "the --val data")
         model_spec(model, val_source)
     logs = [loggers.get(name)[0]() for name in c.loggers]
     if run_dir:
-        write_config(c, os.path.join(run_dir, "config.toml"))
+        write_config(c, os.path.join(run_dir, "config.toml"), "the run's config.toml", "Choose another --run-dir.")
         logs.append(loggers.get("jsonl")[0](os.path.join(run_dir, "events.jsonl"), append=bool(resumed)))
     history = resumed["history"] if resumed else []
     # a checkpoint written mid-epoch resumes that epoch after its first `done` updates
@@ -408,8 +432,8 @@ def train(run, resumed, engine):
         stopper.restore(model.theta)
         model.training["best_epoch"] = stopper.best_epoch
     if c.out:
-        model.save(c.out)
-        write_config(c, config_path(c.out))
+        model.save(c.out, "--out")
+        write_config(c, config_path(c.out), "the config file written beside the model", "Choose another --out.")
     emit(logs, "fit_end", {"out": c.out, "seconds": model.training["seconds"], "history": history,
                            "bad_rows": model.training["bad_rows"], "run_dir": run_dir})
     return model

@@ -81,3 +81,76 @@ def test_not_a_model_file(tmp_path):
         z.writestr("other.npy", b"")
     with pytest.raises(StreambpError, match="not a streambp model file"):
         streambp.load(tmp_path / "y.npz")
+
+
+# --- the validator: every tampered file loads as a working model or is a StreambpError, nothing else ---
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+DELETE = object()
+SCALAR = st.none() | st.booleans() | st.integers(-2, 2 ** 63) | st.floats() | st.text(max_size=4)
+JSON = st.recursive(SCALAR, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                    max_leaves=8)
+FIELD_VALUES = {
+    "format": st.sampled_from(["streambp-model", "other"]) | JSON,
+    "format_version": st.integers(-1, 4) | JSON,
+    "sizes": st.lists(st.integers(-1, 6), max_size=4) | JSON,
+    "classes": st.lists(st.integers(-3, 3) | st.text(max_size=2), max_size=4) | JSON,
+    "features": st.lists(st.sampled_from(["f0", "f1", "f2", "f3"]), max_size=5) | JSON,
+    "label_type": st.sampled_from(["int64", "int8", "string", "large_string", "double", "bool", "nope"]) | JSON,
+    "input_column": st.none() | st.just("v") | JSON,
+    "standardized": st.booleans() | JSON,
+    "training": st.none() | st.dictionaries(st.text(max_size=3), JSON, max_size=2) | JSON,
+}
+ARRAY = hnp.arrays(st.sampled_from([np.float16, np.float32, np.float64, np.int32, np.uint8, np.bool_, np.complex64]),
+                   hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=60))
+# right shapes for small_model's theta (43) and scaler (4), any values (NaN, inf, zeros)
+RIGHT_SHAPE = st.sampled_from([(np.float32, 3e38), (np.float64, 1e300)]).flatmap(lambda t: hnp.arrays(
+    t[0], st.sampled_from([(43,), (4,)]), elements=st.sampled_from([0.0, 1.0, -2.5, 1e-30, t[1], np.nan, np.inf]),
+    fill=st.nothing()))
+MEMBER = st.just(DELETE) | ARRAY | RIGHT_SHAPE
+
+
+def tamper(path, meta_changes, arrays):
+    m = small_model()
+    m.mean, m.inv_std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    meta = m.metadata()
+    for k, v in meta_changes.items():
+        meta.pop(k) if v is DELETE else meta.__setitem__(k, v)
+    content = {"theta": m.theta, "scaler_mean": m.mean, "scaler_inv_std": m.inv_std,
+               "metadata": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+    for k, v in arrays.items():
+        content.pop(k) if v is DELETE else content.__setitem__(k, v)
+    np.savez(path, **content)
+
+
+def loads_as_a_working_model_or_is_a_user_error(path):
+    try:
+        m = streambp.load(path)
+    except StreambpError as e:
+        assert str(path) in str(e) and "pickle" not in str(e)
+        return
+    assert len(m.features) == m.sizes[0] and len(set(m.classes)) == len(m.classes) == m.sizes[-1]
+    assert m.mean is None or m.mean.shape == m.inv_std.shape == (m.sizes[0],)
+    assert np.all(np.isfinite(m.theta))
+    assert m.mean is None or (np.all(np.isfinite(m.mean)) and np.all(np.isfinite(m.inv_std)) and np.all(m.inv_std > 0))
+    probs = m.predict_proba(np.ones((3, m.sizes[0])))
+    assert np.all(np.isfinite(probs)) and np.allclose(probs.sum(axis=1), 1, rtol=1e-3)
+    assert len(m.predict(np.ones((2, m.sizes[0])))) == 2
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(sorted(FIELD_VALUES)), st.just(DELETE) | JSON, min_size=1, max_size=3)
+       .flatmap(lambda d: st.fixed_dictionaries({k: st.just(DELETE) | FIELD_VALUES[k] for k in d})))
+def test_tampered_model_metadata_loads_as_a_working_model_or_is_a_user_error(tmp_path, meta_changes):
+    tamper(tmp_path / "t.npz", meta_changes, {})
+    loads_as_a_working_model_or_is_a_user_error(tmp_path / "t.npz")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["theta", "scaler_mean", "scaler_inv_std", "metadata"]), MEMBER)
+def test_a_tampered_model_array_loads_as_a_working_model_or_is_a_user_error(tmp_path, name, value):
+    tamper(tmp_path / "t.npz", {}, {name: value})
+    loads_as_a_working_model_or_is_a_user_error(tmp_path / "t.npz")

@@ -1,4 +1,7 @@
+import contextlib
 import json
+import os
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -24,10 +27,31 @@ def command(
 ):
     """Accuracy, log loss, per-class precision and recall, and the confusion matrix on DATA."""
     m = evaluate(load(model), open_source(data, source, **parse_source_options(source_option)), label)
+    with reader_may_stop():
+        show(m, as_json)
+
+
+class PipeConsole(Console):
+    def on_broken_pipe(self):  # rich's own handler exits 1
+        raise BrokenPipeError
+
+
+@contextlib.contextmanager
+def reader_may_stop():
+    """`streambp evaluate ... | head`: when the reader closes the pipe, stop writing and exit 0."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise SystemExit(0) from None
+
+
+def show(m, as_json):
     if as_json:
         print(json.dumps(m, indent=2))
         return
-    console = Console()
+    console = PipeConsole()
     console.print(f"rows {m['n_rows']:,}  accuracy {m['accuracy']:.4f}  log loss {m['log_loss']:.4f}")
     if m["unknown_labels"]:
         console.print(f"{m['unknown_labels']:,} rows have labels the model never saw; they are not counted.")

@@ -46,7 +46,7 @@ def use_settings(ctx: typer.Context, param: typer.CallbackParam, value: Optional
         else:
             from ..checkpoint import load_latest
 
-            settings = load_latest(value)[2]["config"]
+            settings = load_latest(value, say=None)[2]["config"]
     except StreambpError as e:
         ctx.meta[ERROR] = e
         return value
@@ -258,4 +258,21 @@ def command(
     settings = {**base, **options}
     if not settings["data"]:
         raise StreambpError("Name the training data: streambp fit DATA, or `data` in a --config file.")
-    fit(FitConfig(**settings))
+    from ..atomic import scope
+
+    with scope() as guard:  # the --config file, the checkpoints and the data are inputs of everything fit writes
+        guard.protect([config], "the --config file")
+        if config and getattr(ctx.get_parameter_source("out"), "name", "") != "COMMANDLINE":
+            check_rerun_out(config, settings["out"])
+        fit(FitConfig(**settings))
+
+
+def check_rerun_out(config, out):
+    """A --config run whose `out` comes from the file must not replace the model of the run that wrote it."""
+    import os
+
+    from ..errors import StreambpError
+
+    if out and os.path.exists(out):
+        raise StreambpError(f"--config {config} sets out = {out!r}, which exists (the model of an earlier run); "
+                            f"this run would replace it. Give --out to choose where this run writes its model.")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import hookimpl
+from ..atomic import check_writable, reporting
 
 
 class ConsoleLogger:
@@ -117,6 +118,7 @@ class JsonlLogger:
     def _open(self, info):
         if self.file is None:
             self.path = log_path(self.path, self.ENV, info, self.SUFFIX)
+            check_writable(self.path, "the log file", "Choose another place for the log.")
             self.file = open(self.path, self.mode, encoding="utf-8")
             if self.file.tell() and not self._ends_with_newline():
                 self.file.write("\n")  # a line cut short by a killed process stays a line of its own
@@ -129,8 +131,9 @@ class JsonlLogger:
 
     def _write(self, event, info):
         self._open(info)
-        self.file.write(json.dumps({"event": event, "time": time.time(), **plain(info)}) + "\n")
-        self.file.flush()
+        with reporting(self.path, "the log file", "Choose another place for the log."):
+            self.file.write(json.dumps({"event": event, "time": time.time(), **plain(info)}) + "\n")
+            self.file.flush()
 
     def fit_start(self, info):
         self._write("fit_start", info)
@@ -173,6 +176,7 @@ class CsvLogger:
     def fit_start(self, info):
         self.close()
         self.path = log_path(self.path, self.ENV, info, self.SUFFIX)
+        check_writable(self.path, "the log file", "Choose another place for the log.")
         self.file = open(self.path, "w", encoding="utf-8", newline="")
 
     def epoch_end(self, info):
@@ -183,8 +187,9 @@ class CsvLogger:
             columns = [k for k in self.ORDER if k in row] + sorted(k for k in row if k not in self.ORDER)
             self.writer = csv.DictWriter(self.file, columns, extrasaction="ignore")
             self.writer.writeheader()
-        self.writer.writerow(row)
-        self.file.flush()
+        with reporting(self.path, "the log file", "Choose another place for the log."):
+            self.writer.writerow(row)
+            self.file.flush()
 
     def fit_end(self, info):
         self.close()
