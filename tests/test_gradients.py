@@ -44,8 +44,9 @@ def test_backprop_equals_central_differences(sizes):
     w = np.full(rows, 1.0 / rows)
     ws = Workspace(sizes, rows, np.float64)
     grad = np.full_like(model.theta, np.nan)
-    network_loss_and_grad(grad, ws.acts, ws.deltas, ws.losses, model.theta, model.layout, X, y, w, ws.ones)
-    fd = central_differences(lambda: network_loss(ws.acts, ws.losses, model.theta, model.layout, X, y, w),
+    idx = np.empty((rows, 0), np.int32)
+    network_loss_and_grad(grad, ws.acts, ws.deltas, ws.losses, model.theta, model.layout, X, idx, y, w, ws.ones)
+    fd = central_differences(lambda: network_loss(ws.acts, ws.losses, model.theta, model.layout, X, idx, y, w),
                              model.theta)
     assert np.abs(grad).max() > 1e-3
     assert_allclose(grad, fd, rtol=1e-5, atol=1e-8)
