@@ -1,5 +1,7 @@
 """The parallel builds of the elementwise kernels (taken for large work) match the reference and,
 bit for bit, the serial builds (taken for small work)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,24 @@ def test_elementwise_kernels_large(dtype):
     theta, g = z.ravel().copy(), z.ravel()[::-1].copy()
     t, _, _ = run_all(sgd_update, lambda: (theta.copy(), g, dtype(0.1)))
     np.testing.assert_allclose(t, theta.astype(np.float64) - dtype(0.1) * g.astype(np.float64), **tol)
+
+
+def test_kernel_cached_from_a_jitted_caller_runs_when_python_calls_it(tmp_path):
+    """A by_size kernel compiled inside another kernel, then called from Python in later processes that load
+    Numba's cache, gives its result (with *inputs in the dispatcher, the third process crashed)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    jitted_caller = ("import numpy as np\nfrom streambp.kernels.dense import dense_forward\n"
+                     "z = np.empty((2, 3), np.float32)\n"
+                     "dense_forward(z, np.ones((2, 4), np.float32), np.ones((3, 4), np.float32), np.ones(3, np.float32))\n"
+                     "print(z.sum())")
+    python_caller = ("import numpy as np\nfrom streambp.kernels.dense import bias_forward\n"
+                     "for _ in range(3):\n"
+                     "    z = np.zeros((2, 3), np.float32)\n"
+                     "    bias_forward(z, np.arange(3, dtype=np.float32))\n"
+                     "    print(z.sum())")
+    outputs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+               for code in (jitted_caller, python_caller, python_caller)]
+    assert [(p.returncode, p.stdout.split()) for p in outputs] == [(0, ["30.0"]), (0, ["6.0"] * 3), (0, ["6.0"] * 3)]
