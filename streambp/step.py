@@ -91,9 +91,9 @@ class Stepper:
         """One SGD-style step on the minibatch; returns its mean loss before the update and how many of its
         rows the network classified right before the update."""
         loss, correct = self.loss_and_grad(X, idx, y)
+        if self.table_rows.size and self.table_optimizer is None:
+            raise ValueError("this Stepper got a minibatch with categorical inputs but has no table_optimizer")
         self.optimizer.step(self.model.theta[:self.dense], self.dtheta, lr)
         if self.table_rows.size:
-            if self.table_optimizer is None:
-                raise ValueError("this Stepper has a minibatch with categorical inputs but no table_optimizer")
             self.table_optimizer.step_rows(self.table, self.table_rows, self.dtable_rows, lr)
         return loss, correct
