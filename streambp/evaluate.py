@@ -44,10 +44,11 @@ def check_label_type(model, source, label):
                             "trained on (--label).")
 
 
-def probabilities(model, X, probs, ws):
-    """probs[n, K] <- the model's class probabilities for X[n, D], ws.rows rows per kernel call."""
+def probabilities(model, X, idx, probs, ws):
+    """probs[n, K] <- the model's class probabilities for X[n, D] and idx[n, C], ws.rows rows per kernel call."""
     for s in range(0, X.shape[0], ws.rows):
-        network_predict_proba(probs[s:s + ws.rows], ws.acts, model.theta, model.layout, X[s:s + ws.rows])
+        network_predict_proba(probs[s:s + ws.rows], ws.acts, model.theta, model.layout, X[s:s + ws.rows],
+                              idx[s:s + ws.rows])
 
 
 def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
@@ -71,7 +72,7 @@ def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
     for X, idx, y in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype, split=split,
                                   bad_rows=bad_rows)):
         p = probs[:X.shape[0]]
-        probabilities(model, X, p, ws)
+        probabilities(model, X, idx, p, ws)
         known = y >= 0
         unknown += int((~known).sum())
         p, y = p[known], y[known]
@@ -114,6 +115,7 @@ def predict_to_parquet(model, source, out, id_column=None):
     decoder = BatchDecoder(spec, model.theta.dtype)
     ws = Workspace(model.sizes, 1024, model.theta.dtype)
     X = np.empty((READ_ROWS, spec.width), dtype=model.theta.dtype)
+    idx = np.empty((READ_ROWS, len(spec.categorical)), dtype=np.int32)
     probs = np.empty((READ_ROWS, model.sizes[-1]), dtype=model.theta.dtype)
     classes = pa.array(model.classes, type=pa.type_for_alias(model.label_type))
     rows = 0
@@ -124,7 +126,8 @@ def predict_to_parquet(model, source, out, id_column=None):
             for f, row0, batch in source.batches(columns, READ_ROWS):
                 n = batch.num_rows
                 decoder.fill(X[:n], decoder.matrix_source(f, row0, batch), 0, f, row0)
-                probabilities(model, X[:n], probs[:n], ws)
+                decoder.slots(idx[:n], batch)
+                probabilities(model, X[:n], idx[:n], probs[:n], ws)
                 arrays = [classes.take(pa.array(probs[:n].argmax(axis=1)))]
                 arrays += [pa.array(probs[:n, k]) for k in range(probs.shape[1])]
                 table = pa.Table.from_arrays(arrays, names=names)

@@ -370,3 +370,26 @@ def prefetched(iterable, depth=1):
     finally:
         stop.set()
         t.join(timeout=5)
+
+
+def encode_table(model, data):
+    """(X [N, D], idx int32 [N, C]) of an in-memory table holding the model's columns (a pyarrow Table or
+    RecordBatch, a pandas DataFrame or a dict of columns), read with the model's preprocessing."""
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    elif not isinstance(data, pa.Table):
+        data = pa.Table.from_pandas(data, preserve_index=False) if hasattr(data, "to_numpy") else pa.table(data)
+    spec = model.spec
+    missing = [c for c in spec.columns if c not in data.column_names]
+    if missing:
+        raise StreambpError(f"The table has no column {missing[0]!r}, which the model reads.")
+    decoder = BatchDecoder(spec, model.theta.dtype)
+    X = np.empty((data.num_rows, spec.width), dtype=model.theta.dtype)
+    idx = np.empty((data.num_rows, len(spec.categorical)), dtype=np.int32)
+    row = 0
+    for batch in data.select(spec.columns).to_batches(max_chunksize=READ_ROWS):
+        n = batch.num_rows
+        decoder.fill(X[row:row + n], decoder.matrix_source("the table", row, batch), 0, "the table", row)
+        decoder.slots(idx[row:row + n], batch)
+        row += n
+    return X, idx
