@@ -97,3 +97,33 @@ class Stepper:
         if self.table_rows.size:
             self.table_optimizer.step_rows(self.table, self.table_rows, self.dtable_rows, lr)
         return loss, correct
+
+
+class SplitOptimizer:
+    """The optimizer of a model with categorical inputs: one instance of the chosen optimizer over the dense
+    layers theta[:P_dense] and one over the embedding table (stepped only on the rows a minibatch touches,
+    Optimizer.step_rows); state_dict() holds both, the table's keys prefixed with "table."."""
+
+    def __init__(self, factory, model, **hyper):
+        self.dense = factory(model.theta[:parameter_count(model.sizes)], **hyper)
+        self.table = factory(model.table.reshape(-1), **hyper)
+
+    def state_dict(self):
+        return {**self.dense.state_dict(), **{f"table.{k}": v for k, v in self.table.state_dict().items()}}
+
+    def load_state_dict(self, state):
+        self.dense.load_state_dict({k: v for k, v in state.items() if not k.startswith("table.")})
+        self.table.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("table.")})
+
+
+def make_optimizer(factory, model, **hyper):
+    """The optimizer for the model's parameters: factory(theta, **hyper), or a SplitOptimizer when the model
+    has an embedding table."""
+    return SplitOptimizer(factory, model, **hyper) if model.slots else factory(model.theta, **hyper)
+
+
+def stepper_for(run):
+    """A Stepper over run's model with run's optimizer (both parts of a SplitOptimizer)."""
+    opt = run.optimizer
+    dense, table = (opt.dense, opt.table) if isinstance(opt, SplitOptimizer) else (opt, None)
+    return Stepper(run.model, dense, run.config.batch_size, run.class_weights, table)

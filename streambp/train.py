@@ -24,6 +24,7 @@ from .features import Choices, LabelInfo, scan, scan_labels
 from .model import Model, load
 from .plugins import engines, loggers, optimizers
 from .schedules import make_schedule
+from .step import make_optimizer
 from .stream import LabelEncoder, open_source
 
 
@@ -178,7 +179,7 @@ def prepare(c, n_threads):
     if c.resume or c.init:
         check_memory(c, model.sizes, parameter_arrays=1)  # the gradient; theta is loaded
     spec = model_spec(model, source)
-    optimizer = optimizers.get(c.optimizer)[0](model.theta, **c.optimizer_params)
+    optimizer = make_optimizer(optimizers.get(c.optimizer)[0], model, **c.optimizer_params)
     if resumed:
         optimizer.load_state_dict(opt_state)
     if resumed and resumed.get("done"):

@@ -103,7 +103,7 @@ def test_class_weighted_step_is_pytorchs_weighted_mean(blob_file):
     X = np.random.default_rng(0).normal(size=(6, 5))
     y = np.array([0, 1, 1, 2, 2, 2], dtype=np.int32)
     cw = np.array([3.0, 1.0, 0.5])
-    weighted, _ = Stepper(m, SGD(m.theta), 6, cw).loss_and_grad(X, y)
+    weighted, _ = Stepper(m, SGD(m.theta), 6, cw).loss_and_grad(X, None, y)
     W, b = m.layers[0]
     z = X @ W.T + b
     losses = np.log(np.exp(z).sum(1)) - z[np.arange(6), y]

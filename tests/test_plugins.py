@@ -278,7 +278,7 @@ def test_hook_register_engines(tmp_path, blob_file, register_plugin):
             for i, (X, y) in enumerate(batches):
                 if i >= skip:
                     half = max(1, len(y) // 2)
-                    loss, correct = self.stepper.step(X[:half], y[:half], r.lr_at(r.steps))
+                    loss, correct = self.stepper.step(X[:half], None, y[:half], r.lr_at(r.steps))
                     yield half, loss, correct, 1
 
         def close(self):
@@ -327,7 +327,7 @@ def test_an_engines_rows_per_step_sets_the_schedules_length(tmp_path, blob_file,
                 X = np.concatenate([b[0] for b in pair if b is not None])
                 y = np.concatenate([b[1] for b in pair if b is not None])
                 lrs.append(r.lr_at(r.steps))
-                loss, correct = self.stepper.step(X, y, lrs[-1])
+                loss, correct = self.stepper.step(X, None, y, lrs[-1])
                 yield len(y), loss, correct, 1
 
         def close(self):

@@ -19,7 +19,7 @@ def in_memory_fit(X, y, hidden, epochs, batch, lr, seed):
     X, y = np.ascontiguousarray(X), y.astype(np.int32)
     for _ in range(epochs):
         for s in range(0, len(y), batch):
-            stepper.step(X[s:s + batch], y[s:s + batch], lr)
+            stepper.step(X[s:s + batch], None, y[s:s + batch], lr)
     return model
 
 

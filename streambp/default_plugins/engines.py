@@ -1,7 +1,7 @@
 """The built-in engine: training in this process, one Stepper over the whole stream (see streambp/engine.py)."""
 from .. import hookimpl, threads
 from ..engine import minibatches
-from ..step import Stepper
+from ..step import stepper_for
 
 
 class LocalEngine:
@@ -11,7 +11,7 @@ class LocalEngine:
     def __init__(self, run):
         self.run = run
         c = run.config
-        self.stepper = Stepper(run.model, run.optimizer, c.batch_size, run.class_weights)
+        self.stepper = stepper_for(run)
         self.stepper.load_kernels()
         threads.concurrent_calls_safe()  # starts the threading layer
         self.tuner = None if c.deterministic else threads.BlasTuner(run.threads)
@@ -24,7 +24,7 @@ class LocalEngine:
             if skip:  # replaying the interrupted epoch's stream up to where it stopped
                 skip -= 1
                 continue
-            loss, correct = self.stepper.step(X, y, r.lr_at(r.steps))
+            loss, correct = self.stepper.step(X, idx, y, r.lr_at(r.steps))
             if self.tuner is not None:
                 self.tuner.tick()
             yield X.shape[0], loss, correct, 1

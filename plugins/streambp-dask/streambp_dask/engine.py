@@ -87,7 +87,7 @@ class ShardTrainer:
             return None
         X, y = batch
         self.model.theta[:] = theta
-        loss, correct = self.stepper.loss_and_grad(X, y)
+        loss, correct = self.stepper.loss_and_grad(X, None, y)
         # returned without a copy: the reply is serialised before the client can send the next call
         return self.stepper.dtheta, self._weight(y), len(y), loss, correct
 
@@ -107,7 +107,7 @@ class ShardTrainer:
             batch = self._next()
             if batch is None:
                 break
-            loss, hits = s.step(*batch, lr)
+            loss, hits = s.step(batch[0], None, batch[1], lr)
             rows += len(batch[1])
             loss_sum += loss * len(batch[1])
             correct += hits

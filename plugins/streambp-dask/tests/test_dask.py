@@ -83,7 +83,7 @@ def test_sync_every_step_equals_one_process_with_the_combined_batch(cluster, tmp
     for epoch in (1, 2):
         for pair in itertools.zip_longest(*shard_streams(c, ref, epoch)):
             batches = [b for b in pair if b is not None]
-            stepper.step(np.concatenate([X for X, _ in batches]), np.concatenate([y for _, y in batches]), c.lr)
+            stepper.step(np.concatenate([X for X, _ in batches]), None, np.concatenate([y for _, y in batches]), c.lr)
             steps += 1
     assert steps == trained.training["history"][-1]["step"]
     assert_allclose(trained.theta, ref.theta, rtol=1e-10, atol=1e-12)
@@ -108,7 +108,7 @@ def test_local_sgd_averages_parameters_and_adam_state(cluster, tmp_path):
             s.optimizer.load_state_dict(opt.state_dict())
             rows = 0
             for X, y in itertools.islice(stream, K):
-                s.step(X, y, c.lr)
+                s.step(X, None, y, c.lr)
                 rows += len(y)
             if rows:
                 done.append((rows, m.theta.copy(), s.optimizer.state_dict()))
