@@ -16,6 +16,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+DEFAULT_HIDDEN = (128,)  # hidden layer sizes when neither --hidden nor an --init model gives them
+
 
 def field_names():
     from .train import FitConfig

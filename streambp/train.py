@@ -14,17 +14,16 @@ from . import __version__, threads
 from .atomic import check_writable
 from .badrows import BadRows
 from .checkpoint import latest, load_latest, save_checkpoint
-from .config import config_path, write_config
+from .config import DEFAULT_HIDDEN, config_path, write_config
 from .default_plugins.loggers import JsonlLogger
 from .engine import EngineFailed, Run
 from .errors import StreambpError
 from .evaluate import evaluate, model_spec
 from .model import Model, load
-from .plugins import engines, loggers, optimizers
+from .registry import engines, loggers, open_source, optimizers
 from .schedules import make_schedule
-from .stream import LabelEncoder, LabelInfo, open_source, resolve_features, scan_labels, scan_moments
+from .stream import LabelEncoder, LabelInfo, resolve_features, scan_labels, scan_moments
 
-DEFAULT_HIDDEN = (128,)
 
 
 @dataclass
@@ -365,7 +364,7 @@ def train(c, run, resumed, engine, every):
             stopper.best_theta if stopper else None, c.keep_checkpoints)
 
     def progress(epoch, rows, loss_sum, correct, rate):
-        emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "rows": rows,
+        emit(logs, "step_end", {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "rows": rows,
                             "rows_total": labels.rows, "loss": loss_sum / rows, "accuracy": correct / rows,
                             "rows_per_s": rate})
 
@@ -453,7 +452,7 @@ def train(c, run, resumed, engine, every):
 
 
 def emit(logs, event, info):
-    """Call `event` on each logger, then the matching plugin hook (step -> step_end; see plugins.py)."""
-    from .plugins import emit_event
+    """Call `event` on each logger, then the plugin hook of that name (see events.py)."""
+    from .events import emit as emit_event
 
     emit_event(logs, event, info)

@@ -15,7 +15,7 @@ from streambp.errors import StreambpError
 from streambp.kernels.compile import PARALLEL_MIN_ELEMENTS
 from streambp.kernels.optim import adagrad_update, adam_update, rmsprop_update, sgd_momentum_update
 from streambp.model import load
-from streambp.plugins import optimizers
+from streambp.registry import optimizers
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 SIZES = {"serial": 37, "parallel": PARALLEL_MIN_ELEMENTS + 5}

@@ -6,7 +6,8 @@ from scipy.stats import chisquare
 
 from conftest import blob_table, make_blobs
 from streambp.evaluate import evaluate
-from streambp.stream import LabelEncoder, chunks, open_source, resolve_features
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, chunks, resolve_features
 from streambp.train import FitConfig, fit
 
 

@@ -13,7 +13,7 @@ import pytest
 import streambp
 from streambp.default_plugins.sources import ArrowSource, CsvSource, ParquetSource
 from streambp.errors import StreambpError
-from streambp.stream import open_source
+from streambp.registry import open_source
 
 from conftest import blob_table, invoke
 from test_plugins import FAST, user_error

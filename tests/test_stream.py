@@ -7,7 +7,8 @@ import pytest
 from streambp.default_plugins.optimizers import SGD
 from streambp.model import Model
 from streambp.step import Stepper
-from streambp.stream import LabelEncoder, chunks, open_source, prefetched, resolve_features, scan_labels
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, chunks, prefetched, resolve_features, scan_labels
 from streambp.train import FitConfig, fit
 
 

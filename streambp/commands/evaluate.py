@@ -2,13 +2,8 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from . import parse_source_options
-from ..evaluate import evaluate
-from ..model import load
-from ..stream import open_source
 
 NAME = "evaluate"
 
@@ -23,6 +18,13 @@ def command(
         help="KEY=VALUE for the source, repeatable (csv: delimiter, header, block_size).")] = None,
 ):
     """Accuracy, log loss, per-class precision and recall, and the confusion matrix on DATA."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..evaluate import evaluate
+    from ..model import load
+    from ..registry import open_source
+
     m = evaluate(load(model), open_source(data, source, **parse_source_options(source_option)), label)
     if as_json:
         print(json.dumps(m, indent=2))

@@ -3,10 +3,8 @@ from typing import Annotated, Optional
 import typer
 
 from . import parse_int_list, parse_source_options
-from ..checkpoint import load_latest
-from ..config import merge, read_config
+from ..config import DEFAULT_HIDDEN
 from ..errors import StreambpError
-from ..train import DEFAULT_HIDDEN, FitConfig, fit
 
 NAME = "fit"
 
@@ -112,6 +110,10 @@ def command(
              "large batch).")] = None,
 ):
     """Train a network on DATA and write it to --out."""
+    from ..checkpoint import load_latest
+    from ..config import merge, read_config
+    from ..train import FitConfig, fit
+
     settings = dict(
         data=data, label=label, features=features.split(",") if features else None,
         hidden=None if hidden is None else parse_int_list(hidden, "--hidden"), epochs=epochs,

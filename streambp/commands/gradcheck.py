@@ -4,7 +4,6 @@ import typer
 
 from . import parse_int_list
 from ..errors import StreambpError
-from ..gradcheck import gradcheck
 
 NAME = "gradcheck"
 
@@ -16,6 +15,8 @@ def command(
     tolerance: Annotated[float, typer.Option(help="Exit 1 if the largest relative error exceeds this.")] = 1e-6,
 ):
     """Compare the backprop gradient with central finite differences in float64."""
+    from ..gradcheck import gradcheck
+
     layer_sizes = parse_int_list(sizes, "--sizes")
     if len(layer_sizes) < 2 or min(layer_sizes) < 1 or rows < 1:
         raise StreambpError("--sizes needs at least an input and an output size, all positive, and --rows >= 1.")

@@ -3,9 +3,6 @@ from typing import Annotated, Optional
 import typer
 
 from . import parse_source_options
-from ..evaluate import predict_to_parquet
-from ..model import load
-from ..stream import open_source
 
 NAME = "predict"
 
@@ -20,5 +17,9 @@ def command(
         help="KEY=VALUE for the source, repeatable (csv: delimiter, header, block_size).")] = None,
 ):
     """Write the predicted label and one probability column per class for each row of DATA."""
+    from ..evaluate import predict_to_parquet
+    from ..model import load
+    from ..registry import open_source
+
     rows = predict_to_parquet(load(model), open_source(data, source, **parse_source_options(source_option)), out, id)
     print(f"Wrote {rows:,} predictions to {out}.")

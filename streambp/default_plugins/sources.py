@@ -4,52 +4,32 @@ Each takes a file, a directory (searched recursively, hive-partitioned key=value
 names starting with "." or "_" skipped) or a glob, and returns an object with files, schema,
 file_schemas, num_rows and batches(columns, batch_rows); see docs/plugins.md.
 """
-import glob
-import os
-
-import pyarrow as pa
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
+import importlib
 
 from .. import hookimpl
 from ..errors import StreambpError
+from ..registry import expand_paths
+
+
+class _OnFirstUse:
+    """A module imported when one of its attributes is first read: the plugin manager loads this module
+    for `streambp --help`, which should not wait for pyarrow."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+pa = _OnFirstUse("pyarrow")
+pcsv = _OnFirstUse("pyarrow.csv")
+pq = _OnFirstUse("pyarrow.parquet")
 
 PARQUET_EXTENSIONS = (".parquet", ".pq", ".parq")
 CSV_EXTENSIONS = (".csv", ".csv.gz", ".csv.bz2", ".tsv", ".tsv.gz", ".tsv.bz2")
 ARROW_EXTENSIONS = (".arrow", ".feather", ".ipc", ".arrows")
 FEATHER_EXTENSIONS = (".feather",)
-
-
-def has_extension(name, extensions):
-    return name.lower().endswith(tuple(e.lower() for e in extensions))
-
-
-def expand_paths(path, extensions):
-    """The files named by a file path, a directory (searched recursively) or a glob, in sorted order."""
-    path = os.fspath(path)
-    if not os.path.exists(path) and any(ch in path for ch in "*?["):
-        files = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
-        if not files:
-            raise StreambpError(f"No files match {path}.")
-        return files
-    if os.path.isdir(path):
-        files = sorted(dataset_files(path, extensions))
-        if not files:
-            raise StreambpError(f"Directory {path} holds no files ending in {', '.join(extensions)}.")
-        return files
-    if not os.path.exists(path):
-        raise StreambpError(f"{path} does not exist.")
-    return [path]
-
-
-def dataset_files(directory, extensions):
-    """Files under directory ending in one of extensions, skipping names that start with "." or "_"
-    (such as _SUCCESS, _common_metadata, .crc files and _temporary directories)."""
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
-        for name in names:
-            if has_extension(name, extensions) and not name.startswith((".", "_")):
-                yield os.path.join(root, name)
 
 
 def read_error(file, what, e):

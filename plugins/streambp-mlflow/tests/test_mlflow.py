@@ -17,7 +17,8 @@ import streambp
 from streambp import hookimpl
 from streambp.cli import app
 from streambp.errors import StreambpError
-from streambp.plugins import get_plugin_manager, loggers
+from streambp.plugins import get_plugin_manager
+from streambp.registry import loggers
 
 try:
     import streambp_mlflow

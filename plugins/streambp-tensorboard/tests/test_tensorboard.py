@@ -14,7 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import streambp
 from streambp.cli import app
-from streambp.plugins import get_plugin_manager, loggers
+from streambp.plugins import get_plugin_manager
+from streambp.registry import loggers
 
 try:
     import streambp_tensorboard
@@ -127,7 +128,7 @@ def test_step_scalars_at_global_step(tmp_path):
     log = streambp_tensorboard.TensorBoardLogger(log_dir=tmp_path / "tb")
     log.fit_start({"out": str(tmp_path / "m.npz")})
     for step, loss in [(16, 1.25), (32, 1.0), (48, 0.75)]:
-        log.step({"epoch": 1, "epochs": 1, "step": step, "rows": step * 16, "rows_total": 1000,
+        log.step_end({"epoch": 1, "epochs": 1, "step": step, "rows": step * 16, "rows_total": 1000,
                   "loss": loss, "rows_per_s": 100.0 * step})
     log.epoch_end({"epoch": 1, "epochs": 1, "train_loss": 0.5, "seconds": 1.0, "rows_per_s": 10.0,
                    "val_loss": float("nan")})
