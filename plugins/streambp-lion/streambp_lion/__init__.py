@@ -31,17 +31,14 @@ def _lion_update(theta, exp_avg, dtheta, lr, beta1, one_minus_beta1, beta2, one_
 
 @functools.cache
 def kernels():
-    """(serial, parallel) builds of one body, compiled on first use, so that importing the plugin does
-    not load Numba; Lion() picks one by size, since waking the thread pool costs more than it saves on
-    a small parameter buffer. (streambp's own kernels use streambp.kernels.compile.by_size, which
-    compiles a dispatcher for them cached in streambp's directory, where Numba would not notice an edit
-    of this file.)"""
+    """(serial build, parallel build) of _lion_update, compiled on first use: streambp imports every
+    installed plugin when it starts, and importing this one should not load Numba."""
     import numpy
     from numba import njit, prange
 
     from streambp.kernels.compile import OPTIONS, _renamed
 
-    globals().update(np=numpy, prange=prange)
+    globals().update(np=numpy, prange=prange)  # the names the body uses
     return (njit(**OPTIONS)(_lion_update),
             njit(parallel=True, **OPTIONS)(_renamed(_lion_update, "_parallel")))
 
@@ -61,12 +58,12 @@ class Lion(Optimizer):
         return ("exp_avg",)  # allocated once; each step updates it in place
 
     def _prepare(self):
+        from streambp.kernels.compile import PARALLEL_MIN_ELEMENTS
+
         b1, b2, wd = self.hyper["beta1"], self.hyper["beta2"], self.hyper["weight_decay"]
         # Converted once to theta's dtype, so that a float32 step stays in float32.
         self.scalars = tuple(self._dt(x) for x in (b1, 1 - b1, b2, 1 - b2, wd))
         self.exp_avg = self.state["exp_avg"]
-        from streambp.kernels.compile import PARALLEL_MIN_ELEMENTS
-
         self.kernel = kernels()[self.shape[0] >= PARALLEL_MIN_ELEMENTS]
 
     def _update(self, theta, dtheta, lr):

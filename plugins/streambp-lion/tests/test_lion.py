@@ -92,6 +92,30 @@ def test_against_reference(hyper, dtype, size):
     assert_allclose(state["exp_avg"], expected_m, **TOL[dtype])
 
 
+def test_step_rows_against_reference(dtype):
+    """The base class's lazy step on rows of a table [V, O]: rows of both calls took two Lion steps, rows of
+    the first one, the others none (and their momentum stays 0)."""
+    V, O = 9, 4
+    rows_1, rows_2 = np.array([6, 1, 3, 8]), np.array([3, 6])
+    table, grads = problem(V * O, dtype, steps=2)
+    table = table.reshape(V, O)
+    before = table.copy()
+    g1, g2 = grads[0].reshape(V, O)[rows_1], grads[1].reshape(V, O)[rows_2]
+    opt = Lion(table.ravel(), weight_decay=0.1)
+    opt.step_rows(table, rows_1, g1, LRS[0])
+    opt.step_rows(table, rows_2, g2, LRS[1])
+    exp_avg = opt.state_dict()["exp_avg"].reshape(V, O)
+    for i, row in enumerate(rows_1):
+        history = [g1[i]] + ([g2[list(rows_2).index(row)]] if row in rows_2 else [])
+        expected, expected_m = ref_lion(before[row].astype(np.float64), [g.astype(np.float64) for g in history],
+                                        LRS[:len(history)], weight_decay=0.1)
+        assert_allclose(table[row], expected, **TOL[dtype])
+        assert_allclose(exp_avg[row], expected_m, **TOL[dtype])
+    untouched = [r for r in range(V) if r not in rows_1]
+    assert_array_equal(table[untouched], before[untouched])
+    assert not exp_avg[untouched].any()
+
+
 def test_kernel_build_by_size():
     assert Lion(np.zeros(SIZES["serial"])).kernel is streambp_lion.kernels()[0]
     assert Lion(np.zeros(SIZES["parallel"])).kernel is streambp_lion.kernels()[1]
