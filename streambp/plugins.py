@@ -81,14 +81,14 @@ def describe_error(e):
 
 
 def _entry_points():
-    """(entry point, distribution name, version) of the "streambp" group, one per entry-point name."""
+    """(entry point, distribution name, version) of the "streambp" group, the first of each name (as
+    pluggy's loader takes them); only these distributions' metadata is read."""
     seen = set()
-    for dist in list(importlib.metadata.distributions()):
-        dist_name = (dist.metadata["Name"] if dist.metadata else None) or ""
-        for ep in dist.entry_points:
-            if ep.group == ENTRY_POINT_GROUP and ep.name not in seen:
-                seen.add(ep.name)
-                yield ep, dist_name, dist.version
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in seen:
+            seen.add(ep.name)
+            dist = ep.dist
+            yield ep, (dist.name if dist is not None else None) or "", dist.version if dist is not None else None
 
 
 def load_entrypoint_plugins(pm):
