@@ -1,8 +1,8 @@
 """Plugins: every hook exercised by a throwaway plugin (test_hook_<name>, checked by
 test_hookspecs_documented.py), errors naming the plugin, STREAMBP_LOAD_PLUGINS and `streambp plugins`.
 
-Throwaway plugins are registered through the `register_plugin` fixture, which unregisters them
-afterwards, so that nothing leaks into other tests.
+Throwaway plugins are registered through the `register_plugin` fixture of streambp.testing, which
+unregisters them afterwards, so that nothing leaks into other tests.
 """
 import importlib.metadata
 import itertools
@@ -47,31 +47,6 @@ def user_error(*args, names=()):
     for name in names:
         assert str(name) in message, f"{name!r} not in {message!r}"
     return message
-
-
-@pytest.fixture
-def register_plugin():
-    """register_plugin(plugin, name) registers a throwaway plugin for this test only."""
-    pm = get_plugin_manager()
-    names = []
-
-    def register(plugin, name):
-        pm.register(plugin, name=name)
-        names.append(name)
-        return plugin
-
-    yield register
-    for name in names:
-        if get_plugin_manager().has_plugin(name):
-            get_plugin_manager().unregister(name=name)
-
-
-@pytest.fixture
-def fresh_plugin_manager():
-    """A plugin manager rebuilt for this test (after its monkeypatches), and rebuilt again afterwards."""
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
 
 
 class Recorder:

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from typer.testing import CliRunner
@@ -17,7 +15,7 @@ from streambp.cli import app
 from streambp.errors import StreambpError
 from streambp.kernels.compile import PARALLEL_MIN_ELEMENTS
 from streambp.model import load
-from streambp.plugins import get_plugin_manager, reset_plugin_manager
+from streambp.plugins import reset_plugin_manager
 from streambp.registry import describe_plugins, optimizers
 
 # The package from this checkout, also when it is not installed (not in a conftest.py: streambp's own
@@ -25,6 +23,8 @@ from streambp.registry import describe_plugins, optimizers
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import streambp_lion  # noqa: E402
 from streambp_lion import Lion  # noqa: E402
+
+pytest_plugins = ["streambp.testing"]  # register_plugin, make_blobs_parquet, run_in_tmp_path
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 SIZES = {"serial": 37, "parallel": PARALLEL_MIN_ELEMENTS + 5}  # Lion picks its kernel build by size
@@ -209,35 +209,17 @@ def test_step_checks_shapes():
 
 # --- through streambp ---------------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def run_in_tmp_path(tmp_path, monkeypatch):
-    """Each test in its own directory, so default output paths never land in the checkout."""
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture
+def lion_plugin(run_in_tmp_path, register_plugin):
+    """The plugin registered on streambp's plugin manager for one test (already there if installed), run in
+    tmp_path."""
+    return register_plugin(streambp_lion, "lion")
 
 
 @pytest.fixture
-def lion_plugin():
-    """The plugin registered on streambp's plugin manager for one test (already there if installed)."""
-    pm = get_plugin_manager()
-    if pm.is_registered(streambp_lion):  # installed: its entry point registered it
-        yield
-        return
-    pm.register(streambp_lion, name="lion")
-    yield
-    if get_plugin_manager().has_plugin("lion"):
-        get_plugin_manager().unregister(name="lion")
-
-
-@pytest.fixture
-def data(tmp_path):
+def data(make_blobs_parquet):
     """A Parquet file of 300 rows: three Gaussian blobs in 4 float32 columns and an int64 label."""
-    rng = np.random.default_rng(0)
-    centers = rng.normal(0, 3, size=(3, 4))
-    y = rng.integers(0, 3, size=300)
-    X = (centers[y] + rng.normal(size=(300, 4))).astype(np.float32)
-    path = tmp_path / "blobs.parquet"
-    pq.write_table(pa.table({**{f"x{j}": X[:, j] for j in range(4)}, "label": y}), path)
-    return path
+    return make_blobs_parquet(rows=300, features=4, row_group_size=None)
 
 
 def cli(*args):

@@ -28,10 +28,8 @@ from streambp.train import FitConfig, fit  # noqa: E402
 ROWS, D, K = 300, 5, 3
 
 
-@pytest.fixture(autouse=True)
-def run_in_tmp_path(tmp_path, monkeypatch):
-    """Each test in its own directory, so default output paths never land in the checkout."""
-    monkeypatch.chdir(tmp_path)
+pytest_plugins = ["streambp.testing"]
+pytestmark = pytest.mark.usefixtures("run_in_tmp_path")  # default output paths never land in the checkout
 
 
 def blobs(seed=0):
