@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 import types
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import typer
 from typer.testing import CliRunner
 
 import streambp
-from streambp import hookimpl, train
+from streambp import hookimpl, hookspecs, interfaces, train
 from streambp.default_plugins.optimizers import SGD
 from streambp.default_plugins.sources import ParquetSource
 from streambp.errors import StreambpError
@@ -149,6 +150,22 @@ def test_lifecycle_order(recorded_fit):
     recorder, _ = recorded_fit
     names = [name for name, _ in recorder.calls if name != "step_end"]
     assert names == ["fit_start", "epoch_end", "epoch_end", "fit_end"]
+
+
+def test_event_infos_match_their_types(recorded_fit):
+    """Each lifecycle hook's info has every key its TypedDict in streambp.interfaces (the hookspec's annotation)
+    requires, and no key it does not declare (fit_start may add keys)."""
+    recorder, _ = recorded_fit
+    for hook in ("fit_start", "step_end", "epoch_end", "fit_end"):
+        declared = typing.get_type_hints(getattr(hookspecs, hook))["info"]
+        assert declared is getattr(interfaces, "".join(w.title() for w in hook.split("_")) + "Info")
+        infos = recorder.of(hook)
+        assert infos, hook
+        for info in infos:
+            assert declared.__required_keys__ <= info.keys(), (hook, declared.__required_keys__ - info.keys())
+            if hook != "fit_start":
+                assert info.keys() <= set(declared.__annotations__), (hook, info.keys() - declared.__annotations__)
+    assert {"val_loss", "val_accuracy", "val_confusion"} <= recorder.of("epoch_end")[0].keys()  # with --val
 
 
 def test_hooks_called_without_loggers(tmp_path, blob_file, register_plugin):
