@@ -11,9 +11,14 @@ from pathlib import Path
 pytest_plugins = ["streambp.testing"]  # register_plugin, fresh_plugin_manager, blobs_parquet, ...
 pytest.register_assert_rewrite("streambp.testing")  # imported below, before pytest loads it as a plugin
 
-from streambp.testing import blobs as make_blobs  # noqa: E402, F401 (tests import it from here)
+from streambp.testing import blobs as gaussian_blobs  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def make_blobs(n=600, d=5, k=3, seed=0):
+    """streambp.testing.blobs under the names the tests use: X float32 [n, d], y int64 [n] in 0..k-1."""
+    return gaussian_blobs(rows=n, features=d, classes=k, seed=seed)
 
 
 def blob_table(X, y, label_values=None):

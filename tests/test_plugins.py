@@ -726,3 +726,17 @@ def test_broken_plugin_in_a_real_process(broken_installed, blob_file, tmp_path):
     assert "Error: Unknown optimizer 'lion2'" in message
     assert "The plugin 'broken' (streambp-broken) was not loaded" in message and detail in message
     assert not out.exists() and blob_file.read_bytes() == before
+
+
+def test_failing_register_commands_does_not_stop_the_cli(fake_installed, blob_file):
+    """A plugin whose register_commands hook raises is named in a warning; the built-in commands still run."""
+    source = ("from streambp import hookimpl\n\n\n@hookimpl\ndef register_commands(app):\n"
+              "    raise RuntimeError('typer too old')\n")
+    fake_installed.install("streambp-badcli", "0.2", [("badcli", "fake_streambp_badcli", "streambp")],
+                           {"fake_streambp_badcli": source})
+    proc = streambp_process(fake_installed, "inspect", "--help", env={LOAD_PLUGINS_ENV: "streambp-badcli"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Usage:" in proc.stdout
+    assert " ".join(proc.stderr.split()) == ("streambp: warning: The plugin 'badcli' failed in its register_commands "
+                                             "hook: RuntimeError: typer too old")
