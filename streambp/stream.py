@@ -19,77 +19,7 @@ from .features import MISSING, OTHER, READ_ROWS, is_text, null_row, numbers, pla
 from .kernels.gather import copy_rows, gather_columns
 from .kernels.inputs import fill_missing, hash_integers, hash_strings
 from .kernels.rows import compact_rows, finite_rows, split_mask, standardize
-from .plugins import sources
 from .threads import concurrent_calls_safe
-
-
-def open_source(path, name=None, **options):
-    """Open `path` (a file, directory or glob) with the source called `name`, else the one registered
-    for its file extension: the longest registered extension that matches wins; for a directory, the
-    source matching the most files in it; for a glob, its pattern or else the files it matches.
-    `options` go to the source's factory, factory(path, **options)."""
-    entries = sources.entries()
-    text = os.fspath(path)
-    is_glob = not os.path.exists(text) and any(ch in text for ch in "*?[")
-    if name is None and not is_glob and not os.path.exists(text):
-        raise StreambpError(f"{path} does not exist.")
-
-    def matching(file_name):
-        best, best_len = None, 0
-        for candidate, (_, *extra) in entries.items():
-            for ext in (extra[0] if extra else ()):
-                if file_name.lower().endswith(ext.lower()) and len(ext) > best_len:
-                    best, best_len = candidate, len(ext)
-        return best
-
-    def most_common(files):
-        counts = {}
-        for f in files:
-            found = matching(f)
-            if found is not None:
-                counts[found] = counts.get(found, 0) + 1
-        return max(counts, key=counts.get) if counts else None  # ties: the first one found
-
-    def walk(directory, limit=10000):
-        for root, dirs, names in os.walk(directory):
-            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-            for n in sorted(names):
-                if not n.startswith((".", "_")):
-                    yield n
-                    limit -= 1
-                    if limit == 0:
-                        return
-
-    if name is None:
-        if os.path.isdir(text):
-            name = most_common(walk(text))
-            if name is None:
-                known = sorted({e for _, *extra in entries.values() for e in (extra[0] if extra else ())})
-                raise StreambpError(f"Directory {path} holds no files ending in {', '.join(known)}; name a "
-                                    f"source with --source ({', '.join(sorted(entries))}).")
-        elif is_glob:
-            import glob
-
-            name = matching(text.rstrip("/"))
-            if name is None:
-                files = [os.path.basename(p) for p in glob.glob(text, recursive=True) if os.path.isfile(p)]
-                if not files:
-                    raise StreambpError(f"No files match {path}.")
-                name = most_common(files)
-        else:
-            name = matching(os.path.basename(text.rstrip("/")))
-        if name is None:
-            raise StreambpError(f"No source reads {path}: name one with --source ({', '.join(sorted(entries))}).")
-    factory = entries[name][0] if name in entries else sources.get(name)[0]
-    if options:
-        accepted = inspect.signature(factory).parameters
-        unknown = [k for k in options if k not in accepted] if not any(
-            p.kind is p.VAR_KEYWORD for p in accepted.values()) else []
-        if unknown:
-            takes = [k for k, p in accepted.items() if k != "path" and p.kind is p.POSITIONAL_OR_KEYWORD]
-            raise StreambpError(f"The {name} source has no option {unknown[0]!r}; it takes: "
-                                f"{', '.join(takes) or 'no options'}.")
-    return factory(path, **options)
 
 
 class LabelEncoder:

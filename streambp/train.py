@@ -22,10 +22,10 @@ from .errors import StreambpError
 from .evaluate import evaluate, model_spec
 from .features import Choices, LabelInfo, scan, scan_labels
 from .model import Model, load
-from .plugins import engines, loggers, optimizers
+from .registry import engines, loggers, open_source, optimizers
 from .schedules import make_schedule
 from .step import make_optimizer
-from .stream import LabelEncoder, open_source
+from .stream import LabelEncoder
 
 
 def build_model(c, source):
@@ -184,9 +184,9 @@ def prepare(c, n_threads):
         optimizer.load_state_dict(opt_state)
     if resumed and resumed.get("done"):
         check_same_stream(c, resumed["config"])
-    run = Run(c, model, optimizer, source, spec, LabelEncoder(c.label, model.classes, model.label_type, strict=True), labels,
-              class_weights(c, model, labels), (c.val_fraction, False) if c.val_fraction else None,
-              skipping(c, c.bad_rows_out), n_threads, resumed["steps"] if resumed else 0)
+    encoder = LabelEncoder(c.label, model.classes, model.label_type, strict=True)
+    run = Run(c, model, optimizer, source, spec, encoder, labels, class_weights(c, model, labels),
+              (c.val_fraction, False) if c.val_fraction else None, skipping(c, c.bad_rows_out), n_threads, resumed["steps"] if resumed else 0)
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
     return run, resumed
@@ -451,7 +451,7 @@ def run_epoch(run, engine, state, checkpoints, interrupt, logs):
         return checkpoints.write(state if state.done else EpochState(epoch - 1))
 
     def progress(rate):
-        emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "rows": state.rows,
+        emit(logs, "step_end", {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "rows": state.rows,
                             "rows_total": run.labels.rows, "loss": state.loss_sum / state.rows,
                             "accuracy": state.correct / state.rows, "rows_per_s": rate})
 
@@ -480,7 +480,7 @@ def run_epoch(run, engine, state, checkpoints, interrupt, logs):
 
 
 def emit(logs, event, info):
-    """Call `event` on each logger, then the matching plugin hook (step -> step_end; see plugins.py)."""
-    from .plugins import emit_event
+    """Call `event` on each logger, then the plugin hook of that name (see events.py)."""
+    from .events import emit as emit_event
 
     emit_event(logs, event, info)

@@ -264,7 +264,8 @@ def test_resume_with_no_usable_checkpoint(d):
     for p in (d / "run").glob("checkpoint-*.npz"):
         p.write_bytes(b"PK\x03\x04 not really")
     r = attack(d, "fit", "--resume", "run", "--out", "m.npz",
-               message="No usable checkpoint in run: checkpoint-e0002-.*: not a readable .npz archive; checkpoint-e0001-")
+               message="No usable checkpoint in run: checkpoint-e0002-.*: not a readable .npz archive; "
+                       "checkpoint-e0001-")
     assert "pickle" not in r.stderr
 
 

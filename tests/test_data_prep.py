@@ -11,7 +11,8 @@ from conftest import blob_table, make_blobs, spec_of
 from streambp.errors import StreambpError
 from streambp.evaluate import evaluate
 from streambp.model import Model
-from streambp.stream import LabelEncoder, chunks, open_source
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, chunks
 from streambp.train import FitConfig, fit
 
 QUIET = dict(loggers=[], out=None)

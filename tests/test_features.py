@@ -6,7 +6,8 @@ import pytest
 
 from streambp.errors import StreambpError
 from streambp.features import DEFAULT_BUCKETS, MISSING, OTHER, Choices, FeatureSpec, scan
-from streambp.stream import LabelEncoder, chunks, open_source
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, chunks
 
 
 def write(tmp_path, table, name="t.parquet", **kw):

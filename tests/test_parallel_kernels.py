@@ -94,7 +94,8 @@ def test_kernel_cached_from_a_jitted_caller_runs_when_python_calls_it(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     jitted_caller = ("import numpy as np\nfrom streambp.kernels.dense import dense_forward\n"
                      "z = np.empty((2, 3), np.float32)\n"
-                     "dense_forward(z, np.ones((2, 4), np.float32), np.ones((3, 4), np.float32), np.ones(3, np.float32))\n"
+                     "dense_forward(z, np.ones((2, 4), np.float32), np.ones((3, 4), np.float32), "
+                     "np.ones(3, np.float32))\n"
                      "print(z.sum())")
     python_caller = ("import numpy as np\nfrom streambp.kernels.dense import bias_forward\n"
                      "for _ in range(3):\n"

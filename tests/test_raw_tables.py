@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import streambp
-from streambp.stream import chunks, open_source
+from streambp.registry import open_source
+from streambp.stream import chunks
 
 COLORS = ["red", "green", "blue", "black"]
 

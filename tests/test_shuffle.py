@@ -6,7 +6,8 @@ from scipy.stats import chisquare
 
 from conftest import blob_table, make_blobs, spec_of
 from streambp.evaluate import evaluate
-from streambp.stream import LabelEncoder, chunks, open_source
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, chunks
 from streambp.train import FitConfig, fit
 
 

@@ -9,7 +9,8 @@ from streambp.default_plugins.optimizers import SGD
 from streambp.model import Model
 from streambp.step import Stepper
 from streambp.features import scan_labels
-from streambp.stream import LabelEncoder, chunks, open_source, prefetched
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, chunks, prefetched
 from streambp.train import FitConfig, fit
 
 

@@ -11,3 +11,6 @@ Dimension key used in every kernel file:
     P  total parameter count of the network (the flat buffer theta)
 Arguments come outputs first, then inputs, then weights; gradients are named d<name>.
 """
+from .threading_layer import select_layer
+
+select_layer()  # before any kernel of this package runs

@@ -41,7 +41,8 @@ class ShardTrainer:
         from streambp.evaluate import model_spec
         from streambp.model import Model
         from streambp.step import Stepper
-        from streambp.stream import LabelEncoder, open_source
+        from streambp.registry import open_source
+        from streambp.stream import LabelEncoder
 
         self.c, self.index, self.threads = config, index, threads
         self.model = Model(*model_args)
@@ -94,7 +95,7 @@ class ShardTrainer:
     def local_steps(self, theta, state, lrs):
         """Up to len(lrs) optimizer steps from theta and the optimizer state: (theta, state, rows, loss_sum,
         correct, steps), or None past the shard's end."""
-        from streambp.plugins import optimizers
+        from streambp.registry import optimizers
 
         s = self.stepper
         if s.optimizer is None:

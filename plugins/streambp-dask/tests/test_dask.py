@@ -25,7 +25,8 @@ from streambp.engine import EngineFailed, minibatches, shard
 from streambp.evaluate import model_spec
 from streambp.model import Model
 from streambp.step import Stepper
-from streambp.stream import LabelEncoder, open_source, scan_labels
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, scan_labels
 from streambp.train import FitConfig, class_weights, fit
 
 RUN = CliRunner()
