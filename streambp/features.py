@@ -187,12 +187,16 @@ class FeatureSpec:
             rows.append((c.name, "numeric", f"{c.nulls:,} missing: filled with the mean, plus an indicator"
                          if c.indicator else ""))
         for c in self.categorical:
-            kind = f"{c.distinct:,}{'+' if c.values is None and not c.buckets else ''} values"
-            detail = f"hashed into {c.buckets:,} buckets" if c.values is None else \
-                f"{len(c.values):,} kept" + (", the rest as 'other'" if len(c.values) < c.distinct else "")
+            if c.values is None:
+                more = "+" if c.distinct > TRACK_LIMIT else ""
+                detail = f"{c.distinct:,}{more} values, hashed into {c.buckets:,} buckets"
+            elif len(c.values) < c.distinct:
+                detail = f"{c.distinct:,} values: the {len(c.values):,} most frequent, the rest as 'other'"
+            else:
+                detail = f"{c.distinct:,} values"
             if c.nulls:
                 detail += f", {c.nulls:,} missing"
-            rows.append((c.name, "categorical", f"{kind}: {detail}"))
+            rows.append((c.name, "categorical", detail))
         for c in self.ignored:
             rows.append((c.name, "ignored", c.reason))
         return rows
@@ -411,7 +415,7 @@ def scan(source, label, choices, skip_bad=False):
         labels = scan_labels(source, label, skip_bad)
         spec = FeatureSpec(ignored=ignored, input_column=vectors[0], vector_width=vector_width(source, vectors[0]))
         if choices.standardize:
-            spec.mean, spec.inv_std = vector_scaler(source, spec)
+            spec.mean, spec.inv_std = vector_scaler(source, spec, skip_bad)
         return labels, spec
     explicit = set(choices.categorical) | set(choices.numeric) | set(choices.features or [])
     stats = {n: _NumericStats() if r == "numeric" else _CategoryStats() for n, r in roles.items()}
@@ -465,11 +469,32 @@ def categories(name, s, arrow_type, choices):
     return Categorical(name, sorted(frequent, key=str), vt, distinct=distinct, nulls=s.nulls)
 
 
-def vector_scaler(source, spec):
+def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
+    """The rows of a list column as an [N, D] array of dtype (a view when the column holds dtype); a null
+    list or value is an error naming the row, or with skip_bad a row of NaN (marking it bad)."""
+    if arr.null_count and skip_bad:
+        arr = pc.coalesce(arr, pa.scalar([float("nan")] * spec.width, type=arr.type))
+    values = arr.flatten()
+    if values.null_count and skip_bad:
+        values = values.cast(pa.float64()).fill_null(np.nan)
+    if arr.null_count or values.null_count:
+        bad = arr if arr.null_count else values
+        raise StreambpError(f"{f}: column {spec.input_column!r} holds a null "
+                            f"(row {row0 + null_row(bad) // (1 if arr.null_count else spec.width)}).")
+    if not pa.types.is_fixed_size_list(arr.type):
+        lengths = pc.list_value_length(arr).to_numpy()
+        if (lengths != spec.width).any():
+            i = int(np.flatnonzero(lengths != spec.width)[0])
+            raise StreambpError(f"{f}: column {spec.input_column!r} has {lengths[i]} values in row {row0 + i}, "
+                                f"expected {spec.width}.")
+    return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, spec.width)
+
+
+def vector_scaler(source, spec, skip_bad):
     """(mean [D], inv_std [D]) of the values of a list column, by the same merge of per-batch moments."""
     stats = [_NumericStats() for _ in range(spec.width)]
-    for _, _, batch in source.batches([spec.input_column], READ_ROWS):
-        values = numbers(batch.column(0).flatten()).reshape(-1, spec.width)
+    for f, row0, batch in source.batches([spec.input_column], READ_ROWS):
+        values = vector_matrix(f, row0, batch.column(0), spec, skip_bad, np.float64)
         for j, s in enumerate(stats):
             s.add_values(values[:, j])
     return inverse_scale([s.mean for s in stats], [s for s in stats])

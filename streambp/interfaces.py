@@ -26,6 +26,9 @@ class FitStartInfo(TypedDict):
     config: dict[str, Any]  # every setting of the fit
     run_dir: str | None
     resumed: bool
+    columns: list[list[str]]  # [column, role (numeric, categorical or ignored), detail] for every column
+    baseline_loss: float  # the loss of predicting the class frequencies (their entropy)
+    majority: float  # the share of the most frequent class
 
 
 class StepEndInfo(TypedDict):
@@ -53,6 +56,7 @@ class EpochEndInfo(_EpochEndRequired, total=False):
     val_loss: float  # with --val or --val-fraction
     val_accuracy: float  # in [0, 1]
     val_confusion: list[list[int]]  # K x K: rows true, columns predicted class
+    warning: str  # when the training loss is not below baseline_loss: the likely causes and the flags to try
 
 
 class FitEndInfo(TypedDict):
@@ -61,6 +65,8 @@ class FitEndInfo(TypedDict):
     history: list[EpochEndInfo]  # the epoch_end info of every epoch
     bad_rows: int  # rows skipped with --on-bad-rows skip
     run_dir: str | None
+    majority: float  # the share of the most frequent class in the training data
+    best_epoch: int | None  # with --early-stopping: the epoch whose weights were kept
 
 
 # --- what registered factories build ---------------------------------------------------------------

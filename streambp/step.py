@@ -76,7 +76,7 @@ class Stepper:
         if rows.size > self._dtable.shape[0]:
             self._dtable = np.empty((max(rows.size, 2 * self._dtable.shape[0]), self.model.sizes[1]),
                                     dtype=self.dtheta.dtype)
-        self.table_rows = rows
+        self.table_rows = rows.astype(np.int64, copy=False)
         self.dtable_rows = self._dtable[:rows.size]
         return inverse.reshape(idx.shape)
 

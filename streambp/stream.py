@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import StreambpError
-from .features import MISSING, OTHER, READ_ROWS, is_text, null_row, numbers, plain
+from .features import MISSING, OTHER, READ_ROWS, is_text, null_row, numbers, plain, vector_matrix
 from .kernels.gather import copy_rows, gather_columns
 from .kernels.inputs import fill_missing, hash_integers, hash_strings
 from .kernels.rows import compact_rows, finite_rows, split_mask, standardize
@@ -83,23 +83,7 @@ class BatchDecoder:
         copy when it holds the model's dtype) or a tuple (column data addresses, the columns)."""
         spec = self.spec
         if spec.input_column:
-            arr = batch.column(spec.input_column)
-            if arr.null_count and self.skip_bad:  # a row of NaN marks the null row as bad
-                arr = pc.coalesce(arr, pa.scalar([float("nan")] * spec.width, type=arr.type))
-            values = arr.flatten()
-            if values.null_count and self.skip_bad:
-                values = values.cast(pa.float64()).fill_null(np.nan)
-            if arr.null_count or values.null_count:
-                bad = arr if arr.null_count else values
-                raise StreambpError(f"{f}: column {spec.input_column!r} holds a null "
-                                    f"(row {row0 + null_row(bad) // (1 if arr.null_count else spec.width)}).")
-            if not pa.types.is_fixed_size_list(arr.type):
-                lengths = pc.list_value_length(arr).to_numpy()
-                if (lengths != spec.width).any():
-                    i = int(np.flatnonzero(lengths != spec.width)[0])
-                    raise StreambpError(f"{f}: column {spec.input_column!r} has {lengths[i]} values in row "
-                                        f"{row0 + i}, expected {spec.width}.")
-            return values.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False).reshape(-1, spec.width)
+            return vector_matrix(f, row0, batch.column(spec.input_column), spec, self.skip_bad, self.dtype)
         cols = []
         for c in spec.numeric:
             arr = batch.column(c.name)

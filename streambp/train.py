@@ -166,12 +166,12 @@ def prepare(c, n_threads):
     resumed = None
     if c.resume:
         model, opt_state, resumed = load_latest(c.resume)
-        say_resumed(c, resumed)
         labels = LabelInfo(**resumed["labels"])
         if c.hidden is not None and list(c.hidden) != model.hidden:
             raise StreambpError(f"--hidden {','.join(map(str, c.hidden)) or 0} differs from the run in {c.resume}, "
                                 f"whose network has hidden layers {model.hidden}; a resumed run keeps its network. "
                                 "Leave out --hidden, or start a new run.")
+        say_resumed(c, resumed)
     else:
         model, labels = build_model(c, source)
     if c.init:
@@ -186,7 +186,8 @@ def prepare(c, n_threads):
         check_same_stream(c, resumed["config"])
     encoder = LabelEncoder(c.label, model.classes, model.label_type, strict=True)
     run = Run(c, model, optimizer, source, spec, encoder, labels, class_weights(c, model, labels),
-              (c.val_fraction, False) if c.val_fraction else None, skipping(c, c.bad_rows_out), n_threads, resumed["steps"] if resumed else 0)
+              (c.val_fraction, False) if c.val_fraction else None, skipping(c, c.bad_rows_out), n_threads,
+              resumed["steps"] if resumed else 0)
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
     return run, resumed
@@ -392,9 +393,16 @@ def train(run, resumed, engine):
     history = resumed["history"] if resumed else []
     # a checkpoint written mid-epoch resumes that epoch after its first `done` updates
     start = resumed["epoch"] + (0 if resumed.get("done") else 1) if resumed else 1
+    counts = np.asarray(labels.counts, dtype=np.float64)
+    frequencies = counts / counts.sum()
+    baseline = float(-(frequencies * np.log(frequencies)).sum())  # the loss of predicting the frequencies
+    order = {name: i for i, name in enumerate(run.source.schema.names)}
     emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs, "out": c.out,
                              "config": asdict(c), "classes": model.classes, "threads": run.threads,
-                             "files": len(run.source.files), "run_dir": run_dir, "resumed": bool(resumed)})
+                             "files": len(run.source.files), "run_dir": run_dir, "resumed": bool(resumed),
+                             "columns": [list(r) for r in sorted(model.spec.summary(),
+                                                                 key=lambda r: order.get(r[0], 0))],
+                             "baseline_loss": baseline, "majority": float(frequencies.max())})
     t_fit = time.perf_counter()
     stopper = EarlyStopping(c.early_stopping, model.theta) if c.early_stopping else None
     if resumed and stopper:
@@ -412,6 +420,8 @@ def train(run, resumed, engine):
                                    bad_rows=skipping(c))
                 record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"],
                               val_confusion=metrics["confusion_matrix"])
+            if record["train_loss"] >= baseline - 1e-3:
+                record["warning"] = not_learning(record["train_loss"], baseline, c)
             history.append(record)
             emit(logs, "epoch_end", record)
             if run.bad_rows is not None:
@@ -436,8 +446,28 @@ def train(run, resumed, engine):
         model.save(c.out, "--out")
         write_config(c, config_path(c.out), "the config file written beside the model", "Choose another --out.")
     emit(logs, "fit_end", {"out": c.out, "seconds": model.training["seconds"], "history": history,
-                           "bad_rows": model.training["bad_rows"], "run_dir": run_dir})
+                           "bad_rows": model.training["bad_rows"], "run_dir": run_dir,
+                           "majority": majority_share(frequencies, history),
+                           "best_epoch": model.training.get("best_epoch")})
     return model
+
+
+def majority_share(frequencies, history):
+    """The accuracy of always predicting the training data's most frequent class: on the validation rows (from
+    the last epoch's confusion matrix) when there are some, else on the training rows."""
+    confusion = np.asarray(history[-1].get("val_confusion", [])) if history else np.zeros(0)
+    if confusion.size:
+        return float(confusion[int(frequencies.argmax())].sum() / confusion.sum())
+    return float(frequencies.max())
+
+
+def not_learning(loss, baseline, c):
+    """The warning of an epoch whose training loss is not below the loss of predicting the class frequencies."""
+    return (f"The training loss {loss:.4f} is not below {baseline:.4f}, the loss of always predicting the class "
+            f"frequencies: the network has learned nothing yet. Likely causes: a learning rate too large or too "
+            f"small for the {c.optimizer} optimizer (--lr {c.lr:g}; try ten times smaller or larger), unscaled "
+            f"features (keep --standardize on), too few epochs (--epochs), or columns that do not predict the "
+            f"label (see the column table above; --ignore, --categorical and --numeric change it).")
 
 
 def run_epoch(run, engine, state, checkpoints, interrupt, logs):

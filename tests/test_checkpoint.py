@@ -98,7 +98,8 @@ def test_sigint_to_the_command_writes_a_checkpoint_and_exits_130(tmp_path):
             "--run-dir", str(run), "--out", str(tmp_path / "m.npz")]
     proc = subprocess.Popen([sys.executable, "-c", "from streambp.cli import main; main()", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().startswith("Training")  # the handler is installed before this line
+    while not proc.stdout.readline().startswith("Training"):  # the handler is installed before this line
+        pass
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

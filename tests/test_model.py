@@ -103,6 +103,13 @@ FIELD_VALUES = {
     "input_column": st.none() | st.just("v") | JSON,
     "standardized": st.booleans() | JSON,
     "training": st.none() | st.dictionaries(st.text(max_size=3), JSON, max_size=2) | JSON,
+    "slots": st.integers(-2, 8) | JSON,
+    "inputs": st.fixed_dictionaries({"numeric": st.lists(st.fixed_dictionaries(
+        {"name": st.sampled_from(["f0", "f1", "f2", "f3"]), "fill": st.none() | st.floats()}), max_size=5),
+        "categorical": st.lists(st.fixed_dictionaries({"name": st.just("c"), "values": st.none() | st.lists(
+            st.text(max_size=2), max_size=3), "buckets": st.integers(-1, 3), "offset": st.integers(-1, 3)}),
+            max_size=2), "ignored": st.just([]), "input_column": st.none(), "vector_width": st.integers(-1, 5)})
+    | JSON,
 }
 ARRAY = hnp.arrays(st.sampled_from([np.float16, np.float32, np.float64, np.int32, np.uint8, np.bool_, np.complex64]),
                    hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=60))
@@ -115,7 +122,7 @@ MEMBER = st.just(DELETE) | ARRAY | RIGHT_SHAPE
 
 def tamper(path, meta_changes, arrays):
     m = small_model()
-    m.mean, m.inv_std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    m.spec.mean, m.spec.inv_std = np.zeros(4, np.float32), np.ones(4, np.float32)
     meta = m.metadata()
     for k, v in meta_changes.items():
         meta.pop(k) if v is DELETE else meta.__setitem__(k, v)

@@ -269,10 +269,10 @@ def test_hook_register_engines(tmp_path, blob_file, register_plugin):
             r = self.run
             batches = minibatches(r.config, r.source, r.spec, r.encoder, r.model.theta.dtype, epoch, r.split,
                                   r.bad_rows)
-            for i, (X, y) in enumerate(batches):
+            for i, (X, idx, y) in enumerate(batches):
                 if i >= skip:
                     half = max(1, len(y) // 2)
-                    loss, correct = self.stepper.step(X[:half], None, y[:half], r.lr_at(r.steps))
+                    loss, correct = self.stepper.step(X[:half], idx[:half], y[:half], r.lr_at(r.steps))
                     yield half, loss, correct, 1
 
         def close(self):
@@ -319,7 +319,7 @@ def test_an_engines_rows_per_step_sets_the_schedules_length(tmp_path, blob_file,
                                   r.bad_rows)
             for pair in itertools.zip_longest(batches, batches):
                 X = np.concatenate([b[0] for b in pair if b is not None])
-                y = np.concatenate([b[1] for b in pair if b is not None])
+                y = np.concatenate([b[2] for b in pair if b is not None])
                 lrs.append(r.lr_at(r.steps))
                 loss, correct = self.stepper.step(X, None, y, lrs[-1])
                 yield len(y), loss, correct, 1

@@ -28,6 +28,13 @@ class ConsoleLogger:
 
     def fit_start(self, info):
         sizes = "-".join(map(str, info["sizes"]))
+        columns = info.get("columns") or []
+        if columns:
+            width = max(len(name) for name, _, _ in columns)
+            self.console.print("column".ljust(width) + "  role         how", highlight=False, soft_wrap=True)
+            for name, role, detail in columns:
+                self.console.print(f"{name.ljust(width)}  {role:<11}  {detail}".rstrip(), highlight=False,
+                                   soft_wrap=True, markup=False)
         self.console.print(f"Training {sizes} on {info['rows']:,} rows from {info['files']} file(s), "
                            f"{len(info['classes'])} classes, {info['threads']} threads.", soft_wrap=True)
 
@@ -56,11 +63,21 @@ class ConsoleLogger:
         if "val_loss" in info:
             line += f"  val loss {info['val_loss']:.4f}  val accuracy {info['val_accuracy']:.4f}"
         self.console.print(line, soft_wrap=True)
+        if "warning" in info:
+            self.console.print(f"Warning: {info['warning']}", soft_wrap=True, markup=False, highlight=False)
 
     def fit_end(self, info):
         self._close()
         if info.get("bad_rows"):
             self.console.print(f"Skipped {info['bad_rows']:,} bad rows (null, NaN or inf).", soft_wrap=True)
+        if info.get("best_epoch"):
+            self.console.print(f"Kept the weights of epoch {info['best_epoch']}, the lowest validation loss.",
+                               soft_wrap=True)
+        last = info["history"][-1] if info["history"] else {}
+        if "val_accuracy" in last and info.get("majority") is not None:
+            best = next((h for h in info["history"] if h["epoch"] == info.get("best_epoch")), last)
+            self.console.print(f"Validation accuracy {best['val_accuracy']:.4f}; always predicting the most "
+                               f"frequent class: {info['majority']:.4f}.", soft_wrap=True)
         if info["out"]:
             self.console.print(f"Wrote {info['out']} ({info['seconds']:.1f} s).", soft_wrap=True)
 

@@ -49,7 +49,7 @@ class ShardTrainer:
         source = open_source(config.data, config.source, **config.source_options)
         self.source = shard(source, index, count)
         self.spec = model_spec(self.model, self.source)
-        self.encoder = LabelEncoder(config.label, self.model.classes, self.model.label_type)
+        self.encoder = LabelEncoder(config.label, self.model.classes, self.model.label_type, strict=True)
         self.stepper = Stepper(self.model, None, config.batch_size, class_weights)
         self.batches = None  # until start_epoch: an actor rebuilt after a worker restart must not look finished
 
@@ -86,9 +86,9 @@ class ShardTrainer:
         batch = self._next()
         if batch is None:
             return None
-        X, y = batch
+        X, idx, y = batch
         self.model.theta[:] = theta
-        loss, correct = self.stepper.loss_and_grad(X, None, y)
+        loss, correct = self.stepper.loss_and_grad(X, idx, y)
         # returned without a copy: the reply is serialised before the client can send the next call
         return self.stepper.dtheta, self._weight(y), len(y), loss, correct
 
@@ -108,9 +108,10 @@ class ShardTrainer:
             batch = self._next()
             if batch is None:
                 break
-            loss, hits = s.step(batch[0], None, batch[1], lr)
-            rows += len(batch[1])
-            loss_sum += loss * len(batch[1])
+            X, idx, y = batch
+            loss, hits = s.step(X, idx, y, lr)
+            rows += len(y)
+            loss_sum += loss * len(y)
             correct += hits
             steps += 1
         if steps == 0:
@@ -144,6 +145,10 @@ class DaskEngine:
         c = run.config
         if sync_every < 1 or (workers is not None and workers < 1):
             raise StreambpError(f"--sync-every and --workers must be at least 1 (got {sync_every} and {workers}).")
+        if run.model.slots:
+            names = ", ".join(col.name for col in run.model.spec.categorical)
+            raise StreambpError(f"The dask engine does not train categorical inputs yet ({names}); train with "
+                                "--engine local, or leave those columns out with --ignore.")
         if c.bad_rows_out:
             raise StreambpError("--bad-rows-out is not supported with --engine dask (each worker skips its bad "
                                 "rows); leave it out, or train with --engine local.")
@@ -196,7 +201,7 @@ class DaskEngine:
             raise StreambpError(f"The Dask cluster has {len(addresses)} workers; this run needs {wanted}.")
         local_threads = max(1, (os.cpu_count() or 1) // wanted)
         m = r.model
-        model_args = (m.sizes, m.theta, m.classes, m.features, m.label_type, m.input_column, None, m.mean, m.inv_std)
+        model_args = (m.sizes, m.theta, m.classes, m.spec, m.label_type)  # the spec carries fills and scaling
         # the actors live as long as their futures are held
         self.futures = [self.client.submit(ShardTrainer, r.config, model_args, r.class_weights, i, wanted,
                                            local_threads if self.cluster else info[a]["nthreads"], actor=True,

@@ -26,7 +26,8 @@ from streambp.evaluate import model_spec
 from streambp.model import Model
 from streambp.step import Stepper
 from streambp.registry import open_source
-from streambp.stream import LabelEncoder, scan_labels
+from streambp.features import scan_labels
+from streambp.stream import LabelEncoder
 from streambp.train import FitConfig, class_weights, fit
 
 RUN = CliRunner()
@@ -66,7 +67,7 @@ def shard_streams(c, model, epoch, workers=2):
         spec = model_spec(model, source)
         encoder = LabelEncoder(c.label, model.classes, model.label_type)
         split = (c.val_fraction, False) if c.val_fraction else None
-        streams.append(((X.copy(), y.copy()) for X, y in
+        streams.append(((X.copy(), y.copy()) for X, _, y in
                         minibatches(c, source, spec, encoder, model.theta.dtype, epoch, split, shard=(i,))))
     return streams
 
@@ -140,7 +141,7 @@ def test_bad_rows_skipped_on_the_workers_are_counted(cluster, tmp_path):
     data = blobs(tmp_path / "d.parquet", 2_000)
     table = pq.read_table(data)
     x0 = table.column("x0").to_numpy().copy()
-    x0[[3, 700, 1999]] = np.nan  # in three different row groups
+    x0[[3, 700, 1999]] = np.inf  # in three different row groups (NaN would be filled, inf is bad)
     pq.write_table(table.set_column(0, "x0", pa.array(x0)), data, row_group_size=250)
     model = fit(dask_config(data, cluster[0], on_bad_rows="skip"))
     assert model.training["bad_rows"] == 3
