@@ -7,7 +7,8 @@ from .atomic import atomic_path, current
 from .errors import StreambpError
 from .kernels.network import network_predict_proba
 from .model import Workspace
-from .features import READ_ROWS, check_schemas, is_numeric, is_temporal, is_vector, require_column, value_type
+from .features import READ_ROWS, check_schemas, is_numeric, is_temporal, is_text, is_vector, require_column, \
+    value_type
 from .stream import BatchDecoder, LabelEncoder, chunks, prefetched
 
 
@@ -33,11 +34,13 @@ def model_spec(model, source):
 
 
 def check_label_type(model, source, label):
-    """The label column holds the kind of value the model's classes are (integers or strings)."""
-    t = source.schema.field(label).type
-    t = t.value_type if pa.types.is_dictionary(t) else t
-    integer = pa.types.is_integer(pa.type_for_alias(model.label_type))
-    if integer != pa.types.is_integer(t) or not (integer or pa.types.is_string(t) or pa.types.is_large_string(t)):
+    """The label column holds the kind of value the model's classes are (numbers, strings or booleans)."""
+    t = value_type(source.schema.field(label).type)
+
+    def kind(t):
+        return "number" if is_numeric(t) else "string" if is_text(t) else "bool" if pa.types.is_boolean(t) else t
+
+    if kind(t) != kind(pa.type_for_alias(model.label_type)):
         shown = ", ".join(map(repr, model.classes[:5])) + (", ..." if len(model.classes) > 5 else "")
         raise StreambpError(f"{source.files[0]}: label column {label!r} holds {t} values, but the model's classes "
                             f"are {model.label_type} ({shown}). Give the column of the labels the model was "
