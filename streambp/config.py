@@ -42,9 +42,9 @@ class FitConfig:
     min_frequency: int = 1  # values seen fewer times share the "other" slot
     hash_buckets: int = 0  # hash categorical values into this many slots instead (0: off)
     hidden: list[int] | None = None  # None: DEFAULT_HIDDEN, or the --init model's; [] is softmax regression
-    epochs: int = 10
+    epochs: int | None = None  # None: auto (train.auto_epochs), stopping once the training loss settles
     batch_size: int = 32
-    lr: float = 0.1
+    lr: float = 0.01  # with adam; the seed's plain SGD is --optimizer sgd --lr 0.1
     seed: int = 0
     threads: int | None = None
     val: str | None = None
@@ -61,7 +61,7 @@ class FitConfig:
     bad_rows_out: str | None = None  # with "skip": write the dropped rows here (Parquet)
     init: str | None = None
     out: str | None = "model.npz"
-    optimizer: str = "sgd"
+    optimizer: str = "adam"  # chosen on real tables: benchmarks/bench_tables.py, README
     optimizer_params: dict[str, Scalar] = field(default_factory=dict)  # hyper-parameters, e.g. {"momentum": 0.9}
     lr_schedule: str = "constant"  # see streambp/schedules.py
     lr_schedule_params: dict[str, Scalar] = field(default_factory=dict)  # e.g. {"gamma": 0.5}
@@ -173,7 +173,7 @@ def check_config(c):
     """Refuse settings out of their range, one paragraph naming the option and what it takes."""
     for name, low in (("epochs", 0), ("batch_size", 1), ("buffer_rows", 1), ("prefetch", 0), ("keep_checkpoints", 1),
                       ("seed", 0), ("warmup_steps", 0), ("max_categories", 1), ("min_frequency", 1)):
-        if getattr(c, name) < low:
+        if getattr(c, name) is not None and getattr(c, name) < low:
             raise StreambpError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(c, name)}.")
     if c.threads is not None and c.threads < 1:
         raise StreambpError(f"--threads must be at least 1, got {c.threads}.")

@@ -67,6 +67,7 @@ class FitEndInfo(TypedDict):
     run_dir: str | None
     majority: float  # the share of the most frequent class in the training data
     best_epoch: int | None  # with --early-stopping: the epoch whose weights were kept
+    converged_epoch: int | None  # with --epochs left out: the epoch after which the training loss had settled
 
 
 # --- what registered factories build ---------------------------------------------------------------

@@ -176,6 +176,9 @@ def prepare(c, n_threads):
         model, labels = build_model(c, source)
     if c.init:
         c = replace(c, standardize=model.mean is not None)
+    converge = c.epochs is None
+    if converge:
+        c = replace(c, epochs=auto_epochs(labels.rows))
     if c.resume or c.init:
         check_memory(c, model.sizes, parameter_arrays=1)  # the gradient; theta is loaded
     spec = model_spec(model, source)
@@ -188,6 +191,7 @@ def prepare(c, n_threads):
     run = Run(c, model, optimizer, source, spec, encoder, labels, class_weights(c, model, labels),
               (c.val_fraction, False) if c.val_fraction else None, skipping(c, c.bad_rows_out), n_threads,
               resumed["steps"] if resumed else 0)
+    run.converge = converge
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
     return run, resumed
@@ -409,6 +413,7 @@ def train(run, resumed, engine):
         stopper.best, stopper.best_epoch = resumed["stopper"]
         stopper.best_theta[:] = resumed["best_theta"]
     checkpoints = Checkpointer(run, run_dir, history, stopper)
+    converged_at = None  # with --epochs left out: the epoch after which the training loss had settled
     interrupt = Interrupt()
     try:
         for epoch in range(start, c.epochs + 1):
@@ -429,7 +434,9 @@ def train(run, resumed, engine):
             stop = stopper is not None and stopper.update(epoch, record["val_loss"], model.theta)
             if run_dir:
                 checkpoints.write(EpochState(epoch))
-            if stop:
+            if run.converge and converged(history):
+                converged_at = epoch
+            if stop or converged_at:
                 break
     finally:
         interrupt.restore()
@@ -439,6 +446,8 @@ def train(run, resumed, engine):
         "history": history, "seconds": time.perf_counter() - t_fit,
         "bad_rows": run.bad_rows.count if run.bad_rows else 0,
     }
+    if converged_at:
+        model.training["converged_epoch"] = converged_at
     if stopper is not None:
         stopper.restore(model.theta)
         model.training["best_epoch"] = stopper.best_epoch
@@ -448,8 +457,28 @@ def train(run, resumed, engine):
     emit(logs, "fit_end", {"out": c.out, "seconds": model.training["seconds"], "history": history,
                            "bad_rows": model.training["bad_rows"], "run_dir": run_dir,
                            "majority": majority_share(frequencies, history),
-                           "best_epoch": model.training.get("best_epoch")})
+                           "best_epoch": model.training.get("best_epoch"),
+                           "converged_epoch": converged_at})
     return model
+
+
+AUTO_ROWS = 2_000_000  # rows an automatic --epochs aims to train on, in 3 to 100 passes
+AUTO_EPOCHS = (3, 100)
+TOLERANCE, PATIENCE = 1e-4, 5  # converged: no epoch's training loss TOLERANCE below the best in PATIENCE epochs
+
+
+def auto_epochs(rows):
+    """The number of passes when --epochs is not given: about AUTO_ROWS rows' worth, within AUTO_EPOCHS."""
+    return int(min(AUTO_EPOCHS[1], max(AUTO_EPOCHS[0], math.ceil(AUTO_ROWS / max(rows, 1)))))
+
+
+def converged(history):
+    """Whether none of the last PATIENCE epochs lowered the training loss by TOLERANCE below the best before
+    them (scikit-learn's MLP stops on the same rule, with tol=1e-4 and n_iter_no_change=10)."""
+    if len(history) <= PATIENCE:
+        return False
+    best = min(h["train_loss"] for h in history[:-PATIENCE])
+    return all(h["train_loss"] > best - TOLERANCE for h in history[-PATIENCE:])
 
 
 def majority_share(frequencies, history):

@@ -126,14 +126,18 @@ def command(
     init: Annotated[Optional[str], typer.Option(
         metavar="MODEL", rich_help_panel=NETWORK, help="Start from this model's weights (warm start).")] = None,
     # ------------------------------------------------------------------------------------------- Optimisation
-    epochs: Annotated[int, typer.Option(
-        metavar="N", rich_help_panel=OPTIMISATION, help="Passes over the data (0 writes the initialised model).")] = 10,
+    epochs: Annotated[Optional[int], typer.Option(
+        metavar="N", rich_help_panel=OPTIMISATION,
+        help="Passes over the data (0 writes the initialised model). Default: about two million rows' worth, "
+             "3 to 100 passes, stopping sooner once the training loss stops improving.")] = None,
     batch_size: Annotated[int, typer.Option(
         metavar="N", rich_help_panel=OPTIMISATION, help="Rows per minibatch.")] = 32,
-    lr: Annotated[float, typer.Option(metavar="RATE", rich_help_panel=OPTIMISATION, help="Learning rate.")] = 0.1,
+    lr: Annotated[float, typer.Option(
+        metavar="RATE", rich_help_panel=OPTIMISATION,
+        help="Learning rate (the default suits adam; plain SGD: --optimizer sgd --lr 0.1).")] = 0.01,
     optimizer: Annotated[str, typer.Option(
         metavar="NAME", rich_help_panel=OPTIMISATION,
-        help="sgd, adam, adamw, adagrad or rmsprop, or one a plugin adds (`streambp plugins`).")] = "sgd",
+        help="adam, sgd, adamw, adagrad or rmsprop, or one a plugin adds (`streambp plugins`).")] = "adam",
     momentum: Annotated[Optional[float], typer.Option(
         metavar="M", rich_help_panel=OPTIMISATION, help="Momentum (sgd, rmsprop; default 0).")] = None,
     nesterov: Annotated[bool, typer.Option(

@@ -70,6 +70,9 @@ class ConsoleLogger:
         self._close()
         if info.get("bad_rows"):
             self.console.print(f"Skipped {info['bad_rows']:,} bad rows (null, NaN or inf).", soft_wrap=True)
+        if info.get("converged_epoch"):
+            self.console.print(f"Stopped after epoch {info['converged_epoch']}: the training loss had not improved "
+                               "for 5 epochs.", soft_wrap=True)
         if info.get("best_epoch"):
             self.console.print(f"Kept the weights of epoch {info['best_epoch']}, the lowest validation loss.",
                                soft_wrap=True)
