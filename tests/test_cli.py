@@ -664,7 +664,8 @@ def test_fit_leaves_the_callers_config_unchanged(blob_file):
     from streambp.train import fit as train_fit
 
     c = FitConfig(data=str(blob_file), hidden=[4], epochs=1, deterministic=True, out=None, loggers=[],
-                  optimizer_params={"momentum": 0.5}, lr_schedule_params={"gamma": 0.5}, lr_schedule="step")
+                  optimizer="sgd", optimizer_params={"momentum": 0.5}, lr_schedule_params={"gamma": 0.5},
+                  lr_schedule="step")
     before = deepcopy(c)
     model = train_fit(c)
     assert c == before  # it set c.threads before
