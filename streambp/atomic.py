@@ -202,9 +202,9 @@ def make_dir(path, role):
         os.makedirs(path, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise StreambpError(f"{role} {path} is not a directory (a file of that name, or on its path, exists). "
-                            f"Choose another {role}.") from None
+                            f"{default_fix(role)}") from None
     except OSError as e:
-        raise StreambpError(f"Cannot create {role} {path}: {e.strerror}. Choose another {role}.") from None
+        raise StreambpError(f"Cannot create {role} {path}: {e.strerror}. {default_fix(role)}") from None
 
 
 def lock_holder(directory):
@@ -226,13 +226,14 @@ def locked(directory, role):
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise StreambpError(f"Cannot lock {role} {directory}: {e.strerror}. Choose another {role}.") from None
+        raise StreambpError(f"Cannot lock {role} {directory}: {e.strerror}. {default_fix(role)}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StreambpError(f"{role} {directory} is in use by another streambp process (pid "
-                                f"{lock_holder(directory)}); wait for it to finish, or choose another {role}.") from None
+                                f"{lock_holder(directory)}); wait for it to finish, or "
+                                f"{default_fix(role).lower()}") from None
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -210,6 +210,15 @@ def test_disk_full_while_writing_a_checkpoint(d):
     assert not (d / "m.npz").exists() and not [p for p in (d / "r2").iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_out_that_is_a_directory(d):
+    (d / "adir").mkdir()
+    attack(d, "predict", "good.npz", "base.parquet", "--out", "adir", message="Cannot write --out adir: it is a "
+                                                                                "directory. Choose another --out.")
+    attack(d, "fit", "base.parquet", "--epochs", "1", "--out", "adir", message="Cannot write --out adir: it is a "
+                                                                                 "directory")
+    attack(d, "report", "run", "--out", "base.parquet", message="--out base.parquet is not a directory")
+
+
 def test_run_dir_that_is_a_file(d):
     attack(d, "fit", "base.parquet", "--epochs", "1", "--run-dir", "base.parquet", "--out", "m.npz",
            message="--run-dir base.parquet is not a directory")
@@ -264,7 +273,8 @@ def test_resume_with_no_usable_checkpoint(d):
     for p in (d / "run").glob("checkpoint-*.npz"):
         p.write_bytes(b"PK\x03\x04 not really")
     r = attack(d, "fit", "--resume", "run", "--out", "m.npz",
-               message="No usable checkpoint in run: checkpoint-e0002-.*: not a readable .npz archive; checkpoint-e0001-")
+               message="No usable checkpoint in run: checkpoint-e0002-.*: not a readable .npz archive; "
+                       "checkpoint-e0001-")
     assert "pickle" not in r.stderr
 
 
@@ -427,3 +437,13 @@ def test_report_survives_a_bad_byte_in_events(d):
         f.write(b"\n".join(lines))
     attack(d, "report", "run", code=0)
     assert (d / "run" / "report" / "index.html").exists()
+
+
+def test_the_guard_covers_one_fit_and_leaks_into_no_later_one(d):
+    """Python API: what one fit() read is not protected in the next one (a process-wide set would be)."""
+    from streambp.train import FitConfig, fit
+
+    shutil.copy(d / "base.parquet", d / "other.parquet")
+    fit(FitConfig(data=str(d / "base.parquet"), hidden=[3], epochs=1, out=str(d / "a.npz"), loggers=[]))
+    fit(FitConfig(data=str(d / "other.parquet"), hidden=[3], epochs=1, out=str(d / "base.parquet"), loggers=[]))
+    assert np.load(d / "base.parquet")["theta"].size == 5 * 3 + 3 + 3 * 3 + 3  # now a model file, as asked
