@@ -48,10 +48,12 @@ def default_fix(role):
 
 
 class Guard:
-    """The inputs of one command (role, path), and what it holds until it ends (run-directory locks)."""
+    """The inputs and outputs of one command (role, path), and what it holds until it ends (run-directory
+    locks)."""
 
     def __init__(self):
         self.inputs = []
+        self.outputs = {}  # role: its first path (a role that writes many files, checkpoints, keeps one)
         self.stack = contextlib.ExitStack()
 
     def protect(self, paths, role):
@@ -63,7 +65,7 @@ class Guard:
 
     def check(self, path, role, fix=None):
         """Raise a StreambpError now if `path` cannot be written as `role` (e.g. "--out"): it is an input of
-        this command, a directory, or in a directory that does not exist."""
+        this command, another of its outputs, a directory, or in a directory that does not exist."""
         path = os.fspath(path)
         fix = fix or default_fix(role)
         for input_role, p in self.inputs:
@@ -71,6 +73,11 @@ class Guard:
                 named = "" if os.path.abspath(p) == os.path.abspath(path) else f" ({p})"
                 raise StreambpError(f"{role} {path} is {input_role}{named} of this command; writing it would "
                                     f"destroy it. {fix}")
+        for output_role, p in self.outputs.items():
+            if output_role != role and same_file(path, p):
+                raise StreambpError(f"{role} {path} is also {output_role} of this command; one would overwrite "
+                                    f"the other. {fix}")
+        self.outputs.setdefault(role, path)
         directory = os.path.dirname(os.path.realpath(path))
         if os.path.isdir(path):
             raise StreambpError(f"Cannot write {role} {path}: it is a directory. {fix}")

@@ -110,6 +110,11 @@ def test_bad_rows_out_is_the_training_data(d):
     assert not (d / "m.npz").exists()
 
 
+def test_two_outputs_of_one_command_are_one_file(d):
+    attack(d, "fit", "base.parquet", "--epochs", "1", "--on-bad-rows", "skip", "--bad-rows-out", "./m.npz",
+           "--out", "m.npz", message="--bad-rows-out ./m.npz is also --out of this command")
+
+
 def test_out_is_the_val_data(d):
     shutil.copy(d / "base.parquet", d / "val.parquet")
     attack(d, "fit", "base.parquet", "--epochs", "1", "--val", "val.parquet", "--out", "val.parquet",
