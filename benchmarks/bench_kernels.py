@@ -117,7 +117,7 @@ class StreambpImpl:
         X, y, B, N, lr, step = self.X, self.y, self.B, self.N, self.lr, self.stepper.step
         i, loss = self.i, None
         for _ in range(n):
-            loss = step(X[i:i + B], y[i:i + B], lr)[0]
+            loss = step(X[i:i + B], None, y[i:i + B], lr)[0]
             i += B
             if i + B > N:
                 i = 0

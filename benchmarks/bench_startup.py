@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Start-up time of `streambp fit`: with Numba's cache empty (the first run after installing) and warm.
+"""Start-up time of `streambp --help`, `streambp --version` (target: under 0.5 s warm, with the installed
+plugins) and `streambp fit`: with Numba's cache empty (the first run after installing) and warm.
 
     python benchmarks/bench_startup.py                      # 3 warm repeats, net A 784-128-10
     python benchmarks/bench_startup.py --repeats 5 --json benchmarks/results/startup.json
@@ -13,6 +14,7 @@ directory of this benchmark: empty for the cold run, then kept for the warm runs
                       file, the label pre-pass, building the model, loading (or compiling) the kernels
     whole s           the whole process, including the epoch on --rows rows and writing the model
 Medians [min-max] over --repeats for the warm runs; the cold run is done once (it fills the cache).
+`--help` and `--version` are timed as whole processes, after one untimed run (a warm start).
 """
 import argparse
 import json
@@ -59,6 +61,14 @@ def fit_once(data, tmp, env, hidden, i):
     return {"import_s": import_s, "to_training_s": epoch["time"] - epoch["seconds"] - t0, "whole_s": whole}
 
 
+def cli_seconds(args, env, repeats):
+    """Median [min-max] seconds of the whole process `python -m streambp ARGS`, after one untimed run."""
+    cmd = [sys.executable, "-m", "streambp", *args]
+    run(cmd, env)
+    times = [run(cmd, env)[1] for _ in range(repeats)]
+    return f"{statistics.median(times):.2f} [{min(times):.2f}-{max(times):.2f}]"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=4096)
@@ -72,6 +82,8 @@ def main():
         env = {**os.environ, "NUMBA_CACHE_DIR": os.path.join(tmp, "numba-cache")}
         cold = fit_once(data, tmp, env, a.hidden, 0)
         warm = [fit_once(data, tmp, env, a.hidden, i) for i in range(1, a.repeats + 1)]
+    for args in (["--help"], ["--version"]):
+        print(f"`streambp {args[0]}`: {cli_seconds(args, os.environ, a.repeats)} s (median [min-max])")
     keys = ("import_s", "to_training_s", "whole_s")
     print("| Numba cache | runs | import s | to training s | whole s |")
     print("|---|---|---|---|---|")

@@ -239,8 +239,8 @@ def locked(directory, role):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StreambpError(f"{role} {directory} is in use by another streambp process (pid "
-                                f"{lock_holder(directory)}); wait for it to finish, or "
-                                f"{default_fix(role).lower()}") from None
+                                f"{lock_holder(directory)}); wait for it to finish, or choose another "
+                                f"{role}.") from None
         yield
     finally:
         os.close(fd)  # releases the lock

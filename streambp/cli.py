@@ -1,18 +1,17 @@
-"""The `streambp` command: a Typer app whose commands live one per module in streambp/commands/."""
+"""The `streambp` command: a Typer app whose commands live one per module in streambp/commands/.
+
+Only Typer and the command modules (which import Typer alone at module level) load for --help and
+--version; each command imports what it needs when it runs."""
 import functools
 import sys
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from . import __version__
 from .errors import StreambpError
-from .plugins import call_hook
 
 app = typer.Typer(help="Train fully-connected networks on datasets larger than memory.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False, add_completion=False)
-stderr = Console(stderr=True)
 
 
 def user_errors(fn):
@@ -23,7 +22,10 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except StreambpError as e:
-            stderr.print(f"[bold red]Error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            from rich.console import Console
+            from rich.markup import escape
+
+            Console(stderr=True).print(f"[bold red]Error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper
@@ -48,8 +50,19 @@ def register_builtin_commands():
         app.command(module.NAME)(user_errors(module.command))
 
 
+def register_plugin_commands():
+    """Let plugins add commands (the register_commands hook); a plugin failing there is named, and the
+    built-in commands still run."""
+    from .plugins import call_hook
+
+    try:
+        call_hook("register_commands", app=app)
+    except StreambpError as e:
+        print(f"streambp: warning: {e}", file=sys.stderr)
+
+
 register_builtin_commands()
-call_hook("register_commands", app=app)
+register_plugin_commands()
 
 
 def main():

@@ -43,7 +43,7 @@ class Run:
     bad_rows: Any  # BadRows collecting skipped rows, or None
     threads: int
     steps: int = 0  # optimizer steps taken, all epochs
-    lr_at: Callable[[int], float] | None = None  # learning rate of global step i (set once the engine exists)
+    lr_at: Callable[[int], float] | None = None  # learning rate of global step i (set by train.set_schedule)
 
 
 def chunk_rows(c):
@@ -52,13 +52,14 @@ def chunk_rows(c):
 
 
 def minibatches(c, source, spec, encoder, dtype, epoch, split=None, bad_rows=None, shard=()):
-    """The epoch's minibatches (X [b, D], y [b]) as views of reused buffers: shuffled (unless --no-shuffle)
+    """The epoch's minibatches (X [b, D], idx [b, C], y [b]) as views of reused buffers: shuffled (unless
+    --no-shuffle)
     by a generator seeded with (seed, epoch, *shard), so that every epoch's order can be replayed."""
     rng = np.random.default_rng([c.seed, epoch, *shard]) if c.shuffle else None
-    for X, y in prefetched(chunks(source, spec, encoder, chunk_rows(c), dtype, rng, c.prefetch, split, bad_rows),
-                           c.prefetch):
+    for X, idx, y in prefetched(chunks(source, spec, encoder, chunk_rows(c), dtype, rng, c.prefetch, split,
+                                       bad_rows), c.prefetch):
         for s in range(0, X.shape[0], c.batch_size):
-            yield X[s:s + c.batch_size], y[s:s + c.batch_size]
+            yield X[s:s + c.batch_size], idx[s:s + c.batch_size], y[s:s + c.batch_size]
 
 
 def shard(source, index, count):

@@ -7,22 +7,27 @@ from .atomic import atomic_path, current
 from .errors import StreambpError
 from .kernels.network import network_predict_proba
 from .model import Workspace
-from .stream import BatchDecoder, FeatureSpec, LabelEncoder, READ_ROWS, chunks, check_schemas, is_numeric, \
-    is_vector, prefetched, require_column
+from .features import READ_ROWS, check_schemas, is_numeric, is_temporal, is_vector, require_column, value_type
+from .stream import BatchDecoder, LabelEncoder, chunks, prefetched
 
 
 def model_spec(model, source):
-    """The model's FeatureSpec, after checking that the source has those columns with usable types."""
-    spec = FeatureSpec(model.features, model.input_column, model.mean, model.inv_std)
+    """The model's FeatureSpec, after checking that the source has its columns with usable types."""
+    spec = model.spec
+    usable = {c.name: "numeric" for c in spec.numeric}
+    usable.update({c.name: "categorical" for c in spec.categorical})
     for c in spec.columns:
         if c not in source.schema.names:
             raise StreambpError(f"{source.files[0]} has no column {c!r}, which the model was trained on "
-                                f"(the model expects {model.sizes[0]} features: "
-                                f"{', '.join(spec.columns[:8])}{', ...' if len(spec.columns) > 8 else ''}).")
+                                f"(the model reads the columns {', '.join(spec.columns[:8])}"
+                                f"{', ...' if len(spec.columns) > 8 else ''}).")
         t = source.schema.field(c).type
-        if not (is_vector(t) if model.input_column else is_numeric(t)):
+        ok = is_vector(t) if spec.input_column else \
+            usable[c] == "categorical" or is_numeric(value_type(t)) or pa.types.is_boolean(value_type(t)) or \
+            pa.types.is_decimal(t) or is_temporal(t)
+        if not ok:
             raise StreambpError(f"{source.files[0]}: column {c!r} has type {t}, which the model cannot use as "
-                                "a feature.")
+                                f"a {usable.get(c, 'numeric')} feature.")
     check_schemas(source, spec.columns)
     return spec
 
@@ -39,10 +44,11 @@ def check_label_type(model, source, label):
                             "trained on (--label).")
 
 
-def probabilities(model, X, probs, ws):
-    """probs[n, K] <- the model's class probabilities for X[n, D], ws.rows rows per kernel call."""
+def probabilities(model, X, idx, probs, ws):
+    """probs[n, K] <- the model's class probabilities for X[n, D] and idx[n, C], ws.rows rows per kernel call."""
     for s in range(0, X.shape[0], ws.rows):
-        network_predict_proba(probs[s:s + ws.rows], ws.acts, model.theta, model.layout, X[s:s + ws.rows])
+        network_predict_proba(probs[s:s + ws.rows], ws.acts, model.theta, model.layout, X[s:s + ws.rows],
+                              idx[s:s + ws.rows])
 
 
 def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
@@ -63,10 +69,10 @@ def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
     confusion = np.zeros((K, K), dtype=np.int64)
     log_loss = 0.0
     unknown = 0
-    for X, y in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype, split=split,
+    for X, idx, y in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype, split=split,
                                   bad_rows=bad_rows)):
         p = probs[:X.shape[0]]
-        probabilities(model, X, p, ws)
+        probabilities(model, X, idx, p, ws)
         known = y >= 0
         unknown += int((~known).sum())
         p, y = p[known], y[known]
@@ -109,6 +115,7 @@ def predict_to_parquet(model, source, out, id_column=None):
     decoder = BatchDecoder(spec, model.theta.dtype)
     ws = Workspace(model.sizes, 1024, model.theta.dtype)
     X = np.empty((READ_ROWS, spec.width), dtype=model.theta.dtype)
+    idx = np.empty((READ_ROWS, len(spec.categorical)), dtype=np.int32)
     probs = np.empty((READ_ROWS, model.sizes[-1]), dtype=model.theta.dtype)
     classes = pa.array(model.classes, type=pa.type_for_alias(model.label_type))
     rows = 0
@@ -119,7 +126,8 @@ def predict_to_parquet(model, source, out, id_column=None):
             for f, row0, batch in source.batches(columns, READ_ROWS):
                 n = batch.num_rows
                 decoder.fill(X[:n], decoder.matrix_source(f, row0, batch), 0, f, row0)
-                probabilities(model, X[:n], probs[:n], ws)
+                decoder.slots(idx[:n], batch)
+                probabilities(model, X[:n], idx[:n], probs[:n], ws)
                 arrays = [classes.take(pa.array(probs[:n].argmax(axis=1)))]
                 arrays += [pa.array(probs[:n, k]) for k in range(probs.shape[1])]
                 table = pa.Table.from_arrays(arrays, names=names)

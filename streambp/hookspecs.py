@@ -1,9 +1,21 @@
 """Every hook a streambp plugin can implement, grouped by phase.
 
 Each docstring follows one template: what the hook is for, its parameters, what it returns, and
-whether it is firstresult. Implement a hook with the `streambp.hookimpl` marker; see docs/plugins.md.
+whether it is firstresult. The annotations name the types of streambp/interfaces.py (the info dicts and
+what registered factories build). Implement a hook with the `streambp.hookimpl` marker; see
+docs/plugins.md.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import pluggy
+
+from .interfaces import (EpochEndInfo, FitEndInfo, FitStartInfo, RegisterEngine, RegisterLogger, RegisterOptimizer,
+                         RegisterSource, StepEndInfo)
+
+if TYPE_CHECKING:
+    import typer
 
 hookspec = pluggy.HookspecMarker("streambp")
 
@@ -11,7 +23,7 @@ hookspec = pluggy.HookspecMarker("streambp")
 # --- Registration: called once when the plugin manager is first used ------------------------------
 
 @hookspec
-def register_optimizers(register):
+def register_optimizers(register: RegisterOptimizer) -> None:
     """Add optimizers selectable with ``streambp fit --optimizer NAME``.
 
     Parameters:
@@ -24,21 +36,21 @@ def register_optimizers(register):
 
 
 @hookspec
-def register_loggers(register):
+def register_loggers(register: RegisterLogger) -> None:
     """Add loggers selectable with ``streambp fit --logger NAME``.
 
     Parameters:
         register: ``register(name, factory)``. ``factory(**options)`` builds a logger (``streambp fit``
             calls it with no arguments, so every option needs a default) with the methods
-            ``fit_start(info: dict)``, ``step(info: dict)``, ``epoch_end(info: dict)`` and
-            ``fit_end(info: dict)``, each optional; info is the dict the hook of the same phase receives
-            (fit_start, step_end, epoch_end, fit_end below).
+            ``fit_start(info)``, ``step_end(info)``, ``epoch_end(info)`` and ``fit_end(info)``
+            (streambp.interfaces.Logger), each optional; info is the dict the hook of the same name
+            receives (below).
     Returns: nothing. Not firstresult: every plugin may register names; a duplicate name is an error.
     """
 
 
 @hookspec
-def register_sources(register):
+def register_sources(register: RegisterSource) -> None:
     """Add data sources, chosen by file extension (or ``--source NAME``).
 
     Parameters:
@@ -57,7 +69,7 @@ def register_sources(register):
 
 
 @hookspec
-def register_engines(register):
+def register_engines(register: RegisterEngine) -> None:
     """Add training engines selectable with ``streambp fit --engine NAME`` (the default is ``local``).
 
     Parameters:
@@ -71,7 +83,7 @@ def register_engines(register):
 
 
 @hookspec
-def register_commands(app):
+def register_commands(app: typer.Typer) -> None:
     """Add subcommands to the ``streambp`` command line.
 
     Parameters:
@@ -87,7 +99,7 @@ def register_commands(app):
 # metric), since the time they take is time not spent training.
 
 @hookspec
-def fit_start(info):
+def fit_start(info: FitStartInfo) -> None:
     """Training is about to start: the data is scanned, the model built, no step taken yet.
 
     Parameters:
@@ -101,7 +113,7 @@ def fit_start(info):
 
 
 @hookspec
-def step_end(info):
+def step_end(info: StepEndInfo) -> None:
     """Progress within an epoch, at the loggers' cadence: after a step, at most every 16 steps and
     0.2 s (a few times a second), never for every minibatch, and after the epoch's last step.
 
@@ -115,7 +127,7 @@ def step_end(info):
 
 
 @hookspec
-def epoch_end(info):
+def epoch_end(info: EpochEndInfo) -> None:
     """An epoch has finished (and the validation data, if any, has been evaluated).
 
     Parameters:
@@ -129,11 +141,12 @@ def epoch_end(info):
 
 
 @hookspec
-def fit_end(info):
+def fit_end(info: FitEndInfo) -> None:
     """Training has finished and the model is written (not called when training fails).
 
     Parameters:
         info: dict with ``out`` (str or None: the model file written), ``seconds`` (float: the whole
-            fit) and ``history`` (list of dict: the epoch_end info of every epoch).
+            fit), ``history`` (list of dict: the epoch_end info of every epoch), ``bad_rows`` (int: rows
+            skipped with --on-bad-rows skip) and ``run_dir`` (str or None).
     Returns: nothing. Not firstresult.
     """

@@ -1,13 +1,15 @@
 """The network: layer sizes, one flat parameter buffer with per-layer views, and its file format.
 
-Model file (format version 2): a NumPy .npz archive, read with allow_pickle=False, holding
-  theta     float32 or float64 [P], every layer's W [O, I] (row-major) then b [O], first layer first
-  metadata  uint8 [n], UTF-8 JSON: {"format": "streambp-model", "format_version": 2, "sizes": [D, H.., K],
-            "classes": [...], "label_type": "int64" | "string" | ..., "features": [names], "input_column":
-            null or the name of one list column holding all D features, "standardized": bool,
-            "training": {...}}
+Model file (format version 3): a NumPy .npz archive, read with allow_pickle=False, holding
+  theta     float32 or float64 [P], every layer's W [O, I] (row-major) then b [O], first layer first, then
+            the embedding table E [V, H1] of the categorical slots (V = "slots", 0 without categorical columns)
+  metadata  uint8 [n], UTF-8 JSON: {"format": "streambp-model", "format_version": 3, "sizes": [D, H.., K],
+            "classes": [...], "label_type": "int64" | "string" | ..., "features": [names of the D numeric
+            inputs], "input_column": null or the name of one list column holding all D features,
+            "standardized": bool, "slots": V, "inputs": {the column roles, fills and vocabularies: see
+            features.FeatureSpec.to_metadata}, "training": {...}}
   scaler_mean, scaler_inv_std  [D], only when "standardized": inputs are used as (x - mean) * inv_std
-Version 1 is version 2 without standardisation; it still loads.
+Versions 1 and 2 (numeric columns only, nulls not filled) still load.
 """
 import os
 
@@ -18,10 +20,11 @@ from . import archive
 from .archive import Archive, BadArchive
 from .atomic import current
 from .errors import StreambpError
+from .features import FeatureSpec
 from .kernels.network import network_predict_proba
 
 FORMAT = "streambp-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def make_layout(sizes):
@@ -62,29 +65,60 @@ class Model:
 
     def __init__(self, sizes, theta, classes, features, label_type="int64", input_column=None,
                  training=None, mean=None, inv_std=None):
+        """features: the input column names, or a features.FeatureSpec (which then also gives the input
+        column, the scaler, the fills and the categorical columns)."""
         self.sizes = [int(s) for s in sizes]
         self.layout = make_layout(self.sizes)
-        if theta.shape != (parameter_count(self.sizes),):
-            raise ValueError(f"theta has shape {theta.shape}, sizes {self.sizes} need "
-                             f"{parameter_count(self.sizes)} parameters")
+        spec = features if isinstance(features, FeatureSpec) else \
+            FeatureSpec.plain(list(features), input_column, mean, inv_std)
+        self.slots = spec.slots
+        P = parameter_count(self.sizes) + self.slots * self.sizes[1]
+        if theta.shape != (P,):
+            raise ValueError(f"theta has shape {theta.shape}, sizes {self.sizes} and {self.slots} categorical slots "
+                             f"need {P} parameters")
         self.theta = np.ascontiguousarray(theta)
         self.classes = list(classes)
-        self.features = list(features)
         self.label_type = label_type
-        self.input_column = input_column
         self.training = dict(training or {})
-        self.mean = None if mean is None else np.asarray(mean, dtype=self.theta.dtype)
-        self.inv_std = None if inv_std is None else np.asarray(inv_std, dtype=self.theta.dtype)
+        if spec.mean is not None:
+            spec.mean = np.asarray(spec.mean, dtype=self.theta.dtype)
+            spec.inv_std = np.asarray(spec.inv_std, dtype=self.theta.dtype)
+        self.spec = spec
+
+    @property
+    def features(self):
+        return self.spec.features
+
+    @property
+    def input_column(self):
+        return self.spec.input_column
+
+    @property
+    def mean(self):
+        return self.spec.mean
+
+    @property
+    def inv_std(self):
+        return self.spec.inv_std
+
+    @property
+    def table(self):
+        """The embedding table E [V, H1] of the categorical slots (a view into theta)."""
+        return self.theta[parameter_count(self.sizes):].reshape(self.slots, self.sizes[1])
 
     @classmethod
     def initialise(cls, sizes, classes, features, seed=0, dtype=np.float32, **kwargs):
-        """Glorot (Xavier) uniform weights, U(-r, r) with r = sqrt(6 / (I + O)), and zero biases."""
+        """Glorot (Xavier) uniform weights, U(-r, r) with r = sqrt(6 / (I + O)), and zero biases; the first
+        layer's fan-in counts one input per categorical column, and its embedding table is drawn like W."""
         rng = np.random.default_rng(seed)
-        theta = np.zeros(parameter_count(sizes), dtype=dtype)
+        slots = features.slots if isinstance(features, FeatureSpec) else 0
+        theta = np.zeros(parameter_count(sizes) + slots * sizes[1], dtype=dtype)
         model = cls(sizes, theta, classes, features, **kwargs)
-        for W, _ in model.layers:
-            r = np.sqrt(6.0 / (W.shape[0] + W.shape[1]))
+        for l, (W, _) in enumerate(model.layers):
+            r = np.sqrt(6.0 / (W.shape[0] + W.shape[1] + (len(model.spec.categorical) if l == 0 else 0)))
             W[...] = rng.uniform(-r, r, size=W.shape)
+            if l == 0 and slots:
+                model.table[...] = rng.uniform(-r, r, size=model.table.shape)
         return model
 
     @property
@@ -99,17 +133,30 @@ class Model:
         return self.sizes[1:-1]
 
     def predict_proba(self, X, batch_rows=4096):
-        """Class probabilities [N, K] for X [N, D], computed batch_rows rows at a time."""
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(f"X must have shape (N, {self.sizes[0]}), got {X.shape}")
-        X = np.ascontiguousarray(X, dtype=self.theta.dtype)
-        if self.mean is not None:
-            X = (X - self.mean) * self.inv_std
+        """Class probabilities [N, K], computed batch_rows rows at a time, for X: a table holding the model's
+        columns (a pyarrow Table or RecordBatch, a pandas DataFrame, or a dict of columns), read with the
+        model's preprocessing (fills, categories, scaling), or an array [N, D] of the numeric inputs of a
+        model without categorical columns (scaled here when the model is standardised)."""
+        if not isinstance(X, np.ndarray) and not isinstance(X, (list, tuple)):
+            from .stream import encode_table
+
+            X, idx = encode_table(self, X)
+        else:
+            if self.spec.categorical:
+                raise ValueError(f"this model reads categorical columns ({self.spec.categorical[0].name}, ...): "
+                                 "give a table of its columns, not an array")
+            X = np.asarray(X)
+            if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+                raise ValueError(f"X must have shape (N, {self.sizes[0]}), got {X.shape}")
+            X = np.ascontiguousarray(X, dtype=self.theta.dtype)
+            if self.mean is not None:
+                X = (X - self.mean) * self.inv_std
+            idx = np.empty((X.shape[0], 0), np.int32)
         probs = np.empty((X.shape[0], self.sizes[-1]), dtype=self.theta.dtype)
         ws = Workspace(self.sizes, min(batch_rows, max(X.shape[0], 1)), self.theta.dtype)
         for s in range(0, X.shape[0], ws.rows):
-            network_predict_proba(probs[s:s + ws.rows], ws.acts, self.theta, self.layout, X[s:s + ws.rows])
+            network_predict_proba(probs[s:s + ws.rows], ws.acts, self.theta, self.layout, X[s:s + ws.rows],
+                                  idx[s:s + ws.rows])
         return probs
 
     def predict(self, X):
@@ -121,15 +168,17 @@ class Model:
     def from_metadata(cls, meta, arrays):
         """The model of a (validated) metadata dict and its arrays: theta, and scaler_mean/scaler_inv_std when
         meta["standardized"]."""
-        return cls(meta["sizes"], arrays["theta"], meta["classes"], meta["features"], meta.get("label_type", "int64"),
-                   meta.get("input_column"), meta.get("training"), arrays.get("scaler_mean"),
-                   arrays.get("scaler_inv_std"))
+        scaler = arrays.get("scaler_mean"), arrays.get("scaler_inv_std")
+        features = FeatureSpec.from_metadata(meta["inputs"], *scaler) if "inputs" in meta else meta["features"]
+        return cls(meta["sizes"], arrays["theta"], meta["classes"], features, meta.get("label_type", "int64"),
+                   meta.get("input_column"), meta.get("training"), *scaler)
 
     def metadata(self):
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "sizes": self.sizes,
             "classes": self.classes, "label_type": self.label_type, "features": self.features,
             "input_column": self.input_column, "standardized": self.mean is not None, "training": self.training,
+            "slots": self.slots, "inputs": self.spec.to_metadata(),
         }
 
     def arrays(self):
@@ -178,14 +227,31 @@ def check_fields(meta, version):
             raise Invalid(f"metadata field {key!r} is {type(meta[key]).__name__} {meta[key]!r:.80}")
     if version < 2 and meta.get("standardized"):
         raise Invalid("a version 1 model cannot be standardized")
+    if version >= 3 and not (isinstance(meta.get("inputs"), dict) and is_int(meta.get("slots"))):
+        raise Invalid("a version 3 model needs its 'inputs' description and 'slots'")
 
 
 def check_sizes(meta):
-    """sizes: two or more positive integers [D, H.., K]."""
+    """sizes: two or more positive integers [D, H.., K] (D may be 0 when categorical slots feed layer 1)."""
     sizes = meta["sizes"]
-    if len(sizes) < 2 or not all(is_int(s) and s > 0 for s in sizes):
+    if len(sizes) < 2 or not all(is_int(s) and s > 0 for s in sizes[1:]) or not is_int(sizes[0]) or \
+            sizes[0] < (0 if meta.get("slots") else 1):
         raise Invalid(f"sizes {sizes!r:.80} are not two or more positive integers")
     return sizes
+
+
+def check_inputs(meta):
+    """A version 3 model's inputs: a well-formed description whose numeric inputs are the features and whose
+    slots are the model's. Returns the number of slots."""
+    if "inputs" not in meta:
+        return 0
+    try:
+        spec = FeatureSpec.from_metadata(meta["inputs"])
+    except StreambpError as e:
+        raise Invalid(str(e)) from None
+    if spec.features != meta["features"] or spec.slots != meta["slots"]:
+        raise Invalid("its inputs description does not match its features and slots")
+    return spec.slots
 
 
 def check_names(meta):
@@ -200,10 +266,11 @@ def check_names(meta):
     label_type = meta.get("label_type", "int64")
     try:
         kind = pa.type_for_alias(label_type)
-        if not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-            raise ValueError
-        if any(isinstance(v, bool) or not isinstance(v, str if not pa.types.is_integer(kind) else int)
-               for v in classes):
+        python = int if pa.types.is_integer(kind) else str if pa.types.is_string(kind) or \
+            pa.types.is_large_string(kind) else bool if pa.types.is_boolean(kind) else \
+            (int, float) if pa.types.is_floating(kind) else None
+        if python is None or any(isinstance(v, bool) != (python is bool) or not isinstance(v, python)
+                                 for v in classes):
             raise ValueError
         pa.array(classes, type=kind)
     except (ValueError, TypeError, OverflowError, pa.ArrowException):
@@ -241,7 +308,8 @@ def read_model(archive, meta, prefix=""):
     check_fields(meta, version)
     sizes = check_sizes(meta)
     check_names(meta)
-    check_array(archive, prefix + "theta", (parameter_count(sizes),), FLOATS)
+    slots = check_inputs(meta)
+    check_array(archive, prefix + "theta", (parameter_count(sizes) + slots * sizes[1],), FLOATS)
     arrays = {"theta": archive.array(prefix + "theta")}
     if meta.get("standardized"):
         for name in ("scaler_mean", "scaler_inv_std"):

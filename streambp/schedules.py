@@ -20,34 +20,17 @@ A linear warm-up (warmup_steps > 0) combines with any of them: update `step` < w
 reaches the schedule's value at update warmup_steps - 1 (the first update does not get a rate of 0).
 """
 import math
-import numbers
 
 from .errors import StreambpError
+from .optim import check_integer, check_number, check_options, labelled
 
 # Command-line option of each schedule parameter, for messages.
-CLI_OPTIONS = {"step_size": "--lr-step-size", "gamma": "--lr-gamma", "lr_min": "--lr-min",
-               "warmup_steps": "--warmup-steps"}
+FLAGS = {"step_size": "--lr-step-size", "gamma": "--lr-gamma", "lr_min": "--lr-min",
+         "warmup_steps": "--warmup-steps"}
 
 
-def _label(key):
-    return f"{key} ({CLI_OPTIONS[key]})" if key in CLI_OPTIONS else key
-
-
-def _number(value, what, low, high=math.inf, low_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise StreambpError(f"{what} must be a number, got {value!r}.")
-    value = float(value)
-    if not ((low < value if low_open else low <= value) and value <= high):
-        bound = "above" if low_open else "at least"
-        limit = f"{bound} {low:g}" if high == math.inf else f"in {'(' if low_open else '['}{low:g}, {high:g}]"
-        raise StreambpError(f"{what} must be {limit}, got {value!r}.")
-    return value
-
-
-def _integer(value, what, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise StreambpError(f"{what} must be an integer of at least {low}, got {value!r}.")
-    return int(value)
+def _what(schedule, key):
+    return f"The {schedule} schedule's {labelled(key, FLAGS)}"
 
 
 class Constant:
@@ -71,8 +54,8 @@ class StepDecay:
 
     def __init__(self, base_lr, total_steps, steps_per_epoch, step_size=1, gamma=0.1):
         self.base_lr = base_lr
-        self.gamma = _number(gamma, f"The step schedule's {_label('gamma')}", 0.0, 1.0, low_open=True)
-        self.period = _integer(step_size, f"The step schedule's {_label('step_size')}", 1) * steps_per_epoch
+        self.gamma = check_number(gamma, _what("step", "gamma"), 0.0, 1.0, low_open=True)
+        self.period = check_integer(step_size, _what("step", "step_size"), 1) * steps_per_epoch
 
     def __call__(self, step):
         return self.base_lr * self.gamma ** (step // self.period)
@@ -86,7 +69,7 @@ class Exponential:
 
     def __init__(self, base_lr, total_steps, steps_per_epoch, gamma=0.9):
         self.base_lr = base_lr
-        self.gamma = _number(gamma, f"The exponential schedule's {_label('gamma')}", 0.0, 1.0, low_open=True)
+        self.gamma = check_number(gamma, _what("exponential", "gamma"), 0.0, 1.0, low_open=True)
         self.steps_per_epoch = steps_per_epoch
 
     def __call__(self, step):
@@ -101,7 +84,7 @@ class Cosine:
 
     def __init__(self, base_lr, total_steps, steps_per_epoch, lr_min=0.0):
         self.base_lr = base_lr
-        self.lr_min = _number(lr_min, f"The cosine schedule's {_label('lr_min')}", 0.0, base_lr)
+        self.lr_min = check_number(lr_min, _what("cosine", "lr_min"), 0.0, base_lr)
         self.total_steps = max(total_steps, 1)
 
     def __call__(self, step):
@@ -131,14 +114,10 @@ def make_schedule(name, base_lr, total_steps, steps_per_epoch, warmup_steps=0, *
     if name not in SCHEDULES:
         raise StreambpError(f"Unknown learning-rate schedule {name!r}. Available: {', '.join(SCHEDULES)}.")
     cls = SCHEDULES[name]
-    unknown = [k for k in params if k not in cls.defaults]
-    if unknown:
-        takes = ", ".join(_label(k) for k in cls.defaults) or "no parameters"
-        raise StreambpError(f"The {name} learning-rate schedule takes no "
-                            f"{', '.join(_label(k) for k in unknown)}; it takes {takes}.")
-    base_lr = _number(base_lr, "The learning rate (--lr)", 0.0, low_open=True)
-    total_steps = _integer(total_steps, "The number of steps", 0)
-    steps_per_epoch = _integer(steps_per_epoch, "The number of steps per epoch", 1)
-    warmup_steps = _integer(warmup_steps, _label("warmup_steps"), 0)
+    check_options(f"The {name} learning-rate schedule", params, cls.defaults, FLAGS)
+    base_lr = check_number(base_lr, "The learning rate (--lr)", 0.0, low_open=True)
+    total_steps = check_integer(total_steps, "The number of steps", 0)
+    steps_per_epoch = check_integer(steps_per_epoch, "The number of steps per epoch", 1)
+    warmup_steps = check_integer(warmup_steps, labelled("warmup_steps", FLAGS), 0)
     schedule = cls(base_lr, total_steps, steps_per_epoch, **params)
     return Warmup(schedule, warmup_steps) if warmup_steps else schedule

@@ -1,4 +1,5 @@
-"""Record batches -> (X [n, D] row-major, y int32 [n]) chunks: columns, labels, shuffle, prefetch.
+"""Record batches -> (X [n, D] row-major, idx int32 [n, C], y int32 [n]) chunks: inputs, labels, shuffle,
+prefetch. What each column becomes is decided by features.py's pre-pass (a FeatureSpec).
 
 Memory is bounded by the chunk buffers ((prefetch + 2) chunks, plus one more when shuffling) and the
 record batches in flight, never by the dataset.
@@ -8,248 +9,74 @@ import os
 import queue
 import threading
 import zlib
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import StreambpError
+from .features import MISSING, OTHER, READ_ROWS, is_text, null_row, numbers, plain
 from .kernels.gather import copy_rows, gather_columns
-from .kernels.rows import column_moments, compact_rows, finite_rows, merge_moments, split_mask, standardize
-from .plugins import sources
+from .kernels.inputs import fill_missing, hash_integers, hash_strings
+from .kernels.rows import compact_rows, finite_rows, split_mask, standardize
 from .threads import concurrent_calls_safe
-
-READ_ROWS = 65536  # rows per record batch asked from a source
-
-
-def open_source(path, name=None, **options):
-    """Open `path` (a file, directory or glob) with the source called `name`, else the one registered
-    for its file extension: the longest registered extension that matches wins; for a directory, the
-    source matching the most files in it; for a glob, its pattern or else the files it matches.
-    `options` go to the source's factory, factory(path, **options)."""
-    entries = sources.entries()
-    text = os.fspath(path)
-    is_glob = not os.path.exists(text) and any(ch in text for ch in "*?[")
-    if name is None and not is_glob and not os.path.exists(text):
-        raise StreambpError(f"{path} does not exist.")
-
-    def matching(file_name):
-        best, best_len = None, 0
-        for candidate, (_, *extra) in entries.items():
-            for ext in (extra[0] if extra else ()):
-                if file_name.lower().endswith(ext.lower()) and len(ext) > best_len:
-                    best, best_len = candidate, len(ext)
-        return best
-
-    def most_common(files):
-        counts = {}
-        for f in files:
-            found = matching(f)
-            if found is not None:
-                counts[found] = counts.get(found, 0) + 1
-        return max(counts, key=counts.get) if counts else None  # ties: the first one found
-
-    def walk(directory, limit=10000):
-        for root, dirs, names in os.walk(directory):
-            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-            for n in sorted(names):
-                if not n.startswith((".", "_")):
-                    yield n
-                    limit -= 1
-                    if limit == 0:
-                        return
-
-    if name is None:
-        if os.path.isdir(text):
-            name = most_common(walk(text))
-            if name is None:
-                known = sorted({e for _, *extra in entries.values() for e in (extra[0] if extra else ())})
-                raise StreambpError(f"Directory {path} holds no files ending in {', '.join(known)}; name a "
-                                    f"source with --source ({', '.join(sorted(entries))}).")
-        elif is_glob:
-            import glob
-
-            name = matching(text.rstrip("/"))
-            if name is None:
-                files = [os.path.basename(p) for p in glob.glob(text, recursive=True) if os.path.isfile(p)]
-                if not files:
-                    raise StreambpError(f"No files match {path}.")
-                name = most_common(files)
-        else:
-            name = matching(os.path.basename(text.rstrip("/")))
-        if name is None:
-            raise StreambpError(f"No source reads {path}: name one with --source ({', '.join(sorted(entries))}).")
-    factory = entries[name][0] if name in entries else sources.get(name)[0]
-    if options:
-        accepted = inspect.signature(factory).parameters
-        unknown = [k for k in options if k not in accepted] if not any(
-            p.kind is p.VAR_KEYWORD for p in accepted.values()) else []
-        if unknown:
-            takes = [k for k, p in accepted.items() if k != "path" and p.kind is p.POSITIONAL_OR_KEYWORD]
-            raise StreambpError(f"The {name} source has no option {unknown[0]!r}; it takes: "
-                                f"{', '.join(takes) or 'no options'}.")
-    return factory(path, **options)
-
-
-def is_numeric(t):
-    return pa.types.is_integer(t) or pa.types.is_floating(t)
-
-
-def is_vector(t):
-    return (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) and \
-        is_numeric(t.value_type)
-
-
-@dataclass
-class FeatureSpec:
-    """Which columns feed the network: D wide numeric columns, or one list column of width D; with
-    mean and inv_std [D], each feature is standardised as (x - mean) * inv_std once read."""
-
-    features: list
-    input_column: str | None = None
-    mean: np.ndarray | None = None
-    inv_std: np.ndarray | None = None
-
-    @property
-    def width(self):
-        return len(self.features)
-
-    @property
-    def columns(self):
-        return [self.input_column] if self.input_column else list(self.features)
-
-
-def _where(source):
-    return source.files[0] if len(source.files) == 1 else f"{source.files[0]} (and {len(source.files) - 1} more)"
-
-
-def require_column(source, name, what):
-    if name not in source.schema.names:
-        raise StreambpError(f"{source.files[0]} has no {what} column {name!r}. Columns: "
-                            f"{', '.join(source.schema.names)}.")
-
-
-def check_schemas(source, columns):
-    """Every file of the source has each column with the first file's type."""
-    first = source.schema
-    for f, schema in zip(source.files, getattr(source, "file_schemas", [first])):
-        for c in columns:
-            if c not in schema.names:
-                raise StreambpError(f"{f} has no column {c!r}, which {source.files[0]} has.")
-            if schema.field(c).type != first.field(c).type:
-                raise StreambpError(f"Column {c!r} is {schema.field(c).type} in {f} but "
-                                    f"{first.field(c).type} in {source.files[0]}.")
-
-
-def vector_width(source, column):
-    t = source.schema.field(column).type
-    if pa.types.is_fixed_size_list(t):
-        return t.list_size
-    for f, _, batch in source.batches([column], 1):
-        arr = batch.column(0)
-        if arr.null_count:
-            raise StreambpError(f"{f}: column {column!r} is null in row 0.")
-        return len(arr[0].values)
-    raise StreambpError(f"{_where(source)} has no rows.")
-
-
-def resolve_features(source, label, features=None):
-    """The FeatureSpec for `features` (names, or None for every numeric column but the label)."""
-    require_column(source, label, "label")
-    schema = source.schema
-    if features:
-        if label in features:
-            raise StreambpError(f"Column {label!r} is the label; it cannot also be a feature.")
-        for c in features:
-            require_column(source, c, "feature")
-            t = schema.field(c).type
-            if not (is_numeric(t) or (is_vector(t) and len(features) == 1)):
-                raise StreambpError(f"{source.files[0]}: feature column {c!r} has type {t}, which is not numeric "
-                                    "(features must be integer or floating-point columns, or one list column "
-                                    "of numbers).")
-        names = list(features)
-    else:
-        names = [f.name for f in schema if f.name != label and is_numeric(f.type)]
-        if not names:
-            vectors = [f.name for f in schema if f.name != label and is_vector(f.type)]
-            if len(vectors) != 1:
-                raise StreambpError(f"{source.files[0]} has no numeric feature columns besides the label {label!r}; "
-                                    "name them with --features.")
-            names = vectors
-    check_schemas(source, [label, *names])
-    if len(names) == 1 and is_vector(schema.field(names[0]).type):
-        width = vector_width(source, names[0])
-        return FeatureSpec([f"{names[0]}[{i}]" for i in range(width)], input_column=names[0])
-    return FeatureSpec(names)
-
-
-def plain_labels(arr):
-    return arr.dictionary_decode() if pa.types.is_dictionary(arr.type) else arr
-
-
-def _null_row(arr):
-    return int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-
-
-@dataclass
-class LabelInfo:
-    classes: list
-    label_type: str
-    counts: list
-    rows: int
-
-
-def scan_labels(source, label, skip_bad=False):
-    """First pass over the label column alone: the class vocabulary (sorted), counts and row count.
-
-    With skip_bad, null and NaN labels are left out (the rows are skipped later) instead of an error."""
-    counts = {}
-    rows = 0
-    value_type = None
-    for f, row0, batch in source.batches([label], READ_ROWS):
-        arr = plain_labels(batch.column(0))
-        value_type = arr.type
-        if pa.types.is_floating(arr.type):
-            arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
-        if arr.null_count and not skip_bad:
-            raise StreambpError(f"{f}: label column {label!r} is null or NaN in row {row0 + _null_row(arr)}.")
-        arr = arr.drop_null()
-        vc = pc.value_counts(arr)
-        for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()):
-            counts[v] = counts.get(v, 0) + c
-        rows += len(arr)
-    if rows == 0:
-        raise StreambpError(f"{_where(source)} has no rows.")
-    if len(counts) < 2:
-        raise StreambpError(f"Label column {label!r} of {_where(source)} has a single class "
-                            f"({next(iter(counts))!r}); a classifier needs at least two.")
-    classes = sorted(counts)
-    return LabelInfo(classes, str(value_type), [counts[c] for c in classes], rows)
 
 
 class LabelEncoder:
-    """Labels -> class indices in [0, K), with -1 for a label outside the vocabulary."""
+    """Labels -> class indices in [0, K), with -1 for a label outside the vocabulary; a strict encoder's
+    chunks() refuses such labels (training), others count them (evaluation)."""
 
-    def __init__(self, column, classes, label_type):
+    def __init__(self, column, classes, label_type, strict=False):
         self.column = column
+        self.strict = strict
         self.value_set = pa.array(classes, type=pa.type_for_alias(label_type))
 
-    def encode(self, arr):
-        arr = plain_labels(arr)
+    def encode(self, arr, f="", row0=0):
+        arr = plain(arr)
         if arr.type != self.value_set.type:
-            arr = arr.cast(self.value_set.type)
+            try:
+                arr = arr.cast(self.value_set.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise StreambpError(f"{f}: label column {self.column!r} holds {arr.type} values, but the model's "
+                                    f"classes are {self.value_set.type} ({self.value_set.to_pylist()[:5]}).") from None
         return pc.index_in(arr, value_set=self.value_set).fill_null(-1).to_numpy().astype(np.int32)
+
+    def unknown(self, f, row0, arr, y):
+        """The error for the first label of arr outside the vocabulary (y[i] < 0)."""
+        i = int(np.flatnonzero(y < 0)[0])
+        value = plain(arr)[i].as_py()
+        what = "null or NaN" if value is None or value != value else f"{value!r}, which is not a class of the model"
+        return StreambpError(f"{f}: label column {self.column!r} is {what} in row {row0 + i} (classes: "
+                             f"{self.value_set.to_pylist()[:10]}). Skip such rows with --on-bad-rows skip.")
+
+
+def column_values(arr, dtype):
+    """A numeric, boolean, decimal or temporal column as a contiguous numpy array of dtype, NaN where null."""
+    t = arr.type
+    if not arr.null_count and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        return np.ascontiguousarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+    return np.ascontiguousarray(numbers(arr), dtype=dtype)
 
 
 class BatchDecoder:
-    """Copies rows of a record batch into a row-major [n, D] buffer, rejecting nulls, NaN and inf: with an
-    error naming file, column and row, or, with skip_bad, by marking the row for the caller to drop."""
+    """Copies rows of a record batch into a row-major [n, D] buffer and categorical slots [n, C], filling
+    missing numeric values as the spec says and rejecting what is left (null, NaN or inf): with an error
+    naming file, column and row, or, with skip_bad, by marking the row for the caller to drop."""
 
     def __init__(self, spec, dtype, skip_bad=False):
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.skip_bad = skip_bad
+        numeric = spec.numeric
+        self.fills = np.array([np.nan if c.fill is None else c.fill for c in numeric], dtype=self.dtype)
+        self.can_fill = any(c.fill is not None for c in numeric)
+        indicator = np.full(len(numeric), -1, dtype=np.int64)
+        for k, i in enumerate(i for i, c in enumerate(numeric) if c.indicator):
+            indicator[i] = len(numeric) + k
+        self.indicator = indicator
+        self.zeros = np.zeros(READ_ROWS, dtype=self.dtype)  # what the indicator inputs are gathered from
+        self.value_sets = [None if c.values is None else pa.array(c.values, type=pa.type_for_alias(c.value_type))
+                           for c in spec.categorical]
 
     def matrix_source(self, f, row0, batch):
         """The batch's features as fill() copies from: an [N, D] array (a list column, viewed without a
@@ -265,7 +92,7 @@ class BatchDecoder:
             if arr.null_count or values.null_count:
                 bad = arr if arr.null_count else values
                 raise StreambpError(f"{f}: column {spec.input_column!r} holds a null "
-                                    f"(row {row0 + _null_row(bad) // (1 if arr.null_count else spec.width)}).")
+                                    f"(row {row0 + null_row(bad) // (1 if arr.null_count else spec.width)}).")
             if not pa.types.is_fixed_size_list(arr.type):
                 lengths = pc.list_value_length(arr).to_numpy()
                 if (lengths != spec.width).any():
@@ -274,32 +101,63 @@ class BatchDecoder:
                                         f"{row0 + i}, expected {spec.width}.")
             return values.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False).reshape(-1, spec.width)
         cols = []
-        for name in spec.features:
-            arr = batch.column(name)
-            if arr.null_count:
-                if not self.skip_bad:
-                    raise StreambpError(f"{f}: feature column {name!r} is null in row {row0 + _null_row(arr)}.")
-                arr = arr.cast(pa.float64()).fill_null(np.nan)  # a NaN marks the row as bad
-            cols.append(np.ascontiguousarray(arr.to_numpy(zero_copy_only=False), dtype=self.dtype))
+        for c in spec.numeric:
+            arr = batch.column(c.name)
+            if arr.null_count and c.fill is None and not self.skip_bad:
+                raise StreambpError(f"{f}: feature column {c.name!r} is null in row {row0 + null_row(arr)}.")
+            cols.append(column_values(arr, self.dtype))
+        cols += [self.zeros] * len(spec.indicators)
         return np.array([c.ctypes.data for c in cols], dtype=np.int64), cols
 
+    def slots(self, idx, batch):
+        """idx[N, C] <- each categorical column's slot (offset included) for every row of the batch."""
+        for j, (c, value_set) in enumerate(zip(self.spec.categorical, self.value_sets)):
+            arr = plain(batch.column(c.name))
+            out = idx[:, j]
+            if value_set is None:
+                hashed(out, arr, c)
+            else:
+                if arr.type != value_set.type:
+                    arr = arr.cast(value_set.type)
+                codes = pc.index_in(arr, value_set=value_set).fill_null(-1).to_numpy()
+                out[:] = np.where(codes >= 0, codes + 2, OTHER) + c.offset
+            if arr.null_count:
+                out[arr.is_null().to_numpy(zero_copy_only=False)] = c.offset + MISSING
+
     def fill(self, X, src, start, f, row0, ok=None):
-        """X[n, D] <- rows start .. start + n of src; on NaN or inf, raise naming file, row and column, or
-        with skip_bad set ok[n] to whether each row is finite. Returns whether every row is."""
+        """X[n, D] <- rows start .. start + n of src; missing values filled; on a value still not finite,
+        raise naming file, row and column, or with skip_bad set ok[n] to whether each row is finite.
+        Returns whether every row is."""
         n = X.shape[0]
         if isinstance(src, np.ndarray):
             bad = copy_rows(X, src, np.arange(start, start + n))
         else:
             bad = gather_columns(X, src[0], start)
+        if bad >= 0 and self.can_fill:
+            bad = fill_missing(X, self.fills, self.indicator)
         if bad >= 0 and self.skip_bad:
             finite_rows(ok, X)
         elif bad >= 0:
             i, j = divmod(int(bad), self.spec.width)
-            raise StreambpError(f"{f}: feature {self.spec.features[j]!r} is {X[i, j]} in row {row0 + start + i}; "
-                                "features must be finite numbers.")
+            value = "null or NaN" if np.isnan(X[i, j]) else "infinite"
+            raise StreambpError(f"{f}: feature {self.spec.features[j]!r} is {value} in row {row0 + start + i}; "
+                                "features must be finite numbers (or skip such rows with --on-bad-rows skip).")
         if self.spec.mean is not None:
             standardize(X, self.spec.mean, self.spec.inv_std)
         return bad < 0
+
+
+def hashed(out, arr, c):
+    """out[N] <- the hash-bucket slots of a hashed categorical column's values (nulls set by the caller)."""
+    if is_text(arr.type):
+        arr = arr.cast(pa.large_string()) if pa.types.is_string(arr.type) else arr
+        _, offsets, data = arr.buffers()
+        offsets = np.frombuffer(offsets, dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+        data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+        hash_strings(out, offsets, data, c.buckets, c.offset)
+    else:
+        values = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        hash_integers(out, values, c.buckets, c.offset)
 
 
 def file_key(path):
@@ -308,51 +166,71 @@ def file_key(path):
 
 
 def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=None, bad_rows=None):
-    """Yield (X [n, D], y int32 [n]) views of pooled buffers, n = chunk_rows except at the end.
+    """Yield (X [n, D], idx int32 [n, C], y int32 [n]) views of pooled buffers, n = chunk_rows except at the
+    end; idx holds each categorical column's slot (C may be 0).
 
     With rng, the source visits its files and row groups in a random order and each chunk's rows are
     shuffled (a shuffle buffer of chunk_rows rows).
     With split = (fraction, want_val), only the rows on that side of the hash split are kept: a row
     goes to validation when the hash of (file, row index) falls below fraction, the same in every epoch.
-    With bad_rows (a streambp.badrows.BadRows), rows with a null, NaN or inf feature or a null label are
-    dropped and handed to it instead of stopping with an error.
-    y is -1 for labels outside the encoder's vocabulary; unknown counts them. Buffers are reused
-    once `depth + 1` further chunks have been produced, so a consumer must finish with a chunk first.
-    With encoder None, only features are read and y is None.
+    With bad_rows (a streambp.badrows.BadRows), rows with a null, NaN or inf feature that cannot be filled or
+    a null or unknown label are dropped and handed to it instead of stopping with an error.
+    With encoder.strict unset, y is -1 for labels outside the encoder's vocabulary (evaluation counts them);
+    a strict encoder (training) makes them errors. Buffers are reused once `depth + 1` further chunks
+    have been produced, so a consumer must finish with a chunk first. With encoder None, y is None.
     """
-    D = spec.width
-    pool = [np.empty((chunk_rows, D), dtype=dtype) for _ in range(depth + 2)]
-    ypool = [np.empty(chunk_rows, dtype=np.int32) for _ in range(depth + 2)]
-    raw = np.empty((chunk_rows, D), dtype=dtype) if rng is not None else None
+    D, C = spec.width, len(spec.categorical)
+    slots = depth + 2
+    pool = [np.empty((chunk_rows, D), dtype=dtype) for _ in range(slots)]
+    ipool = [np.empty((chunk_rows, C), dtype=np.int32) for _ in range(slots)]
+    ypool = [np.empty(chunk_rows, dtype=np.int32) for _ in range(slots)]
+    shuffle = rng is not None
+    raw = np.empty((chunk_rows, D), dtype=dtype) if shuffle else None
+    iraw = np.empty((chunk_rows, C), dtype=np.int32) if shuffle else None
     yraw = np.empty(chunk_rows, dtype=np.int32)
     decoder = BatchDecoder(spec, dtype, skip_bad=bad_rows is not None)
     ok = np.empty(READ_ROWS, dtype=np.bool_)
+    batch_idx = np.empty((READ_ROWS, C), dtype=np.int32)
+    strict = encoder is not None and encoder.strict and bad_rows is None
     columns = spec.columns + ([encoder.column] if encoder else [])
     k = pos = 0
 
     def emit(n):
-        X, y = pool[k % len(pool)], ypool[k % len(pool)]
-        if rng is not None:
+        i = k % slots
+        X, idx, y = pool[i], ipool[i], ypool[i]
+        if shuffle:
             order = rng.permutation(n)
             copy_rows(X[:n], raw[:n], order)
+            np.take(iraw[:n], order, axis=0, out=idx[:n])
             np.take(yraw[:n], order, out=y[:n])
-        return X[:n], (y[:n] if encoder else None)
+        return X[:n], idx[:n], (y[:n] if encoder else None)
 
     keep = np.empty(READ_ROWS, dtype=np.bool_) if split else None
-    shuffle_units = rng is not None and "rng" in inspect.signature(source.batches).parameters
+    shuffle_units = shuffle and "rng" in inspect.signature(source.batches).parameters
     batches = source.batches(columns, min(READ_ROWS, chunk_rows), rng) if shuffle_units else \
         source.batches(columns, min(READ_ROWS, chunk_rows))
     for f, row0, batch in batches:
         src = decoder.matrix_source(f, row0, batch)
-        labels = encoder.encode(batch.column(encoder.column)) if encoder else None
+        nb = batch.num_rows
+        labels = None
+        if encoder:
+            label_column = batch.column(encoder.column)
+            labels = encoder.encode(label_column, f, row0)
+            if strict and nb and labels.min() < 0:
+                raise encoder.unknown(f, row0, label_column, labels)
+        if C:
+            decoder.slots(batch_idx[:nb], batch)
         if split:
-            split_mask(keep[:batch.num_rows], file_key(f), row0, *split)
+            split_mask(keep[:nb], file_key(f), row0, *split)
         start = 0
-        while start < batch.num_rows:
-            X = raw if rng is not None else pool[k % len(pool)]
-            yb = yraw if rng is not None else ypool[k % len(pool)]
-            n = min(chunk_rows - pos, batch.num_rows - start)
+        while start < nb:
+            i = k % slots
+            X = raw if shuffle else pool[i]
+            idx = iraw if shuffle else ipool[i]
+            yb = yraw if shuffle else ypool[i]
+            n = min(chunk_rows - pos, nb - start)
             finite = decoder.fill(X[pos:pos + n], src, start, f, row0, ok[:n])
+            idx[pos:pos + n] = batch_idx[start:start + n]
             if labels is not None:
                 yb[pos:pos + n] = labels[start:start + n]
             n_in = n
@@ -361,9 +239,9 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=No
                                                                            else True)
                 side = keep[start:start + n] if split else True
                 bad_rows.add(f, row0, batch, start + np.flatnonzero(side & ~good))
-                n = compact_rows(X[pos:pos + n], yb[pos:pos + n], good & side)
+                n = compact(X, idx, yb, pos, n, good & side)
             elif split:
-                n = compact_rows(X[pos:pos + n], yb[pos:pos + n], keep[start:start + n])
+                n = compact(X, idx, yb, pos, n, keep[start:start + n])
             pos += n
             start += n_in
             if pos == chunk_rows:
@@ -374,15 +252,12 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=No
         yield emit(pos)
 
 
-def scan_moments(source, spec, dtype, chunk_rows=16384, bad_rows=None):
-    """Streaming pre-pass over the features: (mean [D], inv_std [D]) for standardisation, merging
-    per-chunk moments (Chan et al.); a constant feature gets inv_std 1, so it maps to 0."""
-    n, mean, m2 = 0, np.zeros(spec.width), np.zeros(spec.width)
-    for X, _ in prefetched(chunks(source, spec, None, chunk_rows, dtype, bad_rows=bad_rows)):
-        n = merge_moments(n, mean, m2, *column_moments(X))
-    std = np.sqrt(m2 / max(n, 1))
-    inv_std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), 1.0 / np.where(std > 0, std, 1.0), 1.0)
-    return mean.astype(dtype), inv_std.astype(dtype)
+def compact(X, idx, y, pos, n, keep):
+    """Move rows pos .. pos + n with keep[i] to the front of that range, in order; return their count."""
+    if idx.shape[1]:
+        kept = np.flatnonzero(keep)
+        idx[pos:pos + kept.size] = idx[pos + kept]
+    return compact_rows(X[pos:pos + n], y[pos:pos + n], keep)
 
 
 def prefetched(iterable, depth=1):
@@ -425,3 +300,26 @@ def prefetched(iterable, depth=1):
     finally:
         stop.set()
         t.join(timeout=5)
+
+
+def encode_table(model, data):
+    """(X [N, D], idx int32 [N, C]) of an in-memory table holding the model's columns (a pyarrow Table or
+    RecordBatch, a pandas DataFrame or a dict of columns), read with the model's preprocessing."""
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    elif not isinstance(data, pa.Table):
+        data = pa.Table.from_pandas(data, preserve_index=False) if hasattr(data, "to_numpy") else pa.table(data)
+    spec = model.spec
+    missing = [c for c in spec.columns if c not in data.column_names]
+    if missing:
+        raise StreambpError(f"The table has no column {missing[0]!r}, which the model reads.")
+    decoder = BatchDecoder(spec, model.theta.dtype)
+    X = np.empty((data.num_rows, spec.width), dtype=model.theta.dtype)
+    idx = np.empty((data.num_rows, len(spec.categorical)), dtype=np.int32)
+    row = 0
+    for batch in data.select(spec.columns).to_batches(max_chunksize=READ_ROWS):
+        n = batch.num_rows
+        decoder.fill(X[row:row + n], decoder.matrix_source("the table", row, batch), 0, "the table", row)
+        decoder.slots(idx[row:row + n], batch)
+        row += n
+    return X, idx

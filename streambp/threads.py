@@ -5,37 +5,12 @@ spinning threads that was measured 16-65x slower than either alone. With OMP_WAI
 idle workers sleep, and it launched loops faster than the 'workqueue' layer here (2-4x the training
 throughput at batch 32), so streambp prefers OpenMP with a passive wait policy, then TBB, then
 workqueue (whose workers also sleep). NUMBA_THREADING_LAYER and OMP_WAIT_POLICY set by the user win.
+The layer is chosen when streambp.kernels is first imported (streambp/kernels/threading_layer.py), before
+any kernel runs; importing streambp alone changes nothing.
 The prange loops and the BLAS calls alternate in one thread, so each may use the whole budget.
 """
 import os
 import time
-
-LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
-# An OpenMP runtime loaded before streambp (importing torch first does it) read its wait policy
-# already, and Numba's OpenMP layer would share it: spinning threads, measured 7-70x slower.
-PRELOADED_OPENMP_PRIORITY = ["tbb", "workqueue", "omp"]
-
-
-def openmp_loaded():
-    """Whether an OpenMP runtime is already mapped into this process (Linux; False elsewhere)."""
-    try:
-        with open("/proc/self/maps") as f:
-            maps = f.read()
-    except OSError:
-        return False
-    return any(name in maps for name in ("libgomp", "libiomp5", "libomp.so"))
-
-
-def select_layer():
-    """Choose the threading layer before the first parallel kernel runs (called at import)."""
-    import numba
-
-    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER_PRIORITY = (
-            LAYER_PRIORITY if passive or not openmp_loaded() else PRELOADED_OPENMP_PRIORITY)
-
 
 def configure(threads=None):
     """Use `threads` cores (default: all) for Numba, BLAS and pyarrow; return the count in effect."""
@@ -70,15 +45,22 @@ def info():
     }
 
 
-def concurrent_calls_safe():
-    """Whether parallel kernels may run from two threads at once (not on Numba's workqueue layer)."""
+def start_threading_layer():
+    """Start Numba's threading layer now (by running a tiny parallel kernel), so that it is chosen and its
+    threads exist before training; return the layer's name."""
     import numba
-
-    from .kernels.optim import sgd_update
     import numpy as np
 
-    sgd_update(np.zeros(1), np.zeros(1), 0.0)  # makes sure the threading layer is initialised
-    return numba.threading_layer() != "workqueue"
+    from .kernels.optim import sgd_update
+
+    sgd_update(np.zeros(1), np.zeros(1), 0.0)
+    return numba.threading_layer()
+
+
+def concurrent_calls_safe():
+    """Whether parallel kernels may run from two threads at once (not on Numba's workqueue layer); starts
+    the threading layer to know."""
+    return start_threading_layer() != "workqueue"
 
 
 class BlasTuner:

@@ -1,4 +1,5 @@
 """The training loop: stream chunks, run minibatches through backprop and the optimizer, log, save."""
+import contextlib
 import inspect
 import itertools
 import math
@@ -7,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -15,86 +16,22 @@ from . import __version__, threads
 from .atomic import check_writable, current, make_dir, scope
 from .badrows import BadRows
 from .checkpoint import checkpoints, load_latest, lock, newest_valid, save_checkpoint
-from .config import config_path, write_config
-from .default_plugins.loggers import JsonlLogger
+from .config import DEFAULT_HIDDEN, FitConfig, check_config, check_memory, config_path, write_config  # noqa: F401
 from .engine import EngineFailed, Run
 from .errors import StreambpError
 from .evaluate import evaluate, model_spec
+from .features import Choices, LabelInfo, scan, scan_labels
 from .model import Model, load
-from .plugins import engines, loggers, optimizers
+from .registry import engines, loggers, open_source, optimizers
 from .schedules import make_schedule
-from .stream import LabelEncoder, LabelInfo, open_source, resolve_features, scan_labels, scan_moments
-
-DEFAULT_HIDDEN = (128,)
-
-
-@dataclass
-class FitConfig:
-    """Everything `streambp fit` needs; the CLI builds one from its options."""
-
-    data: str
-    label: str = "label"
-    features: list | None = None
-    hidden: list | None = None  # None: DEFAULT_HIDDEN, or the --init model's; [] is softmax regression
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 0.1
-    seed: int = 0
-    threads: int | None = None
-    val: str | None = None
-    val_fraction: float = 0.0  # hold out this fraction of the rows of data, by a hash of (file, row)
-    standardize: bool = False
-    class_weight: str | list | None = None  # "balanced", or one weight per class in class order
-    run_dir: str | None = None  # checkpoints, config.toml and events.jsonl; default runs/<model>-<time>
-    resume: str | None = None  # continue from the newest checkpoint in this run directory
-    checkpoint_every: str = "10m"  # also: N steps, Ns/Nm/Nh, or "epoch"; a checkpoint ends every epoch too
-    keep_checkpoints: int = 3
-    deterministic: bool = False  # fixed thread counts, so that a resumed run is bit-identical
-    early_stopping: int = 0  # stop after this many epochs without a lower validation loss (0: never)
-    on_bad_rows: str = "error"  # or "skip": drop rows with null, NaN or inf values, and count them
-    bad_rows_out: str | None = None  # with "skip": write the dropped rows here (Parquet)
-    init: str | None = None
-    out: str | None = "model.npz"
-    optimizer: str = "sgd"
-    optimizer_params: dict = field(default_factory=dict)  # hyper-parameters, e.g. {"momentum": 0.9}
-    lr_schedule: str = "constant"  # see streambp/schedules.py
-    lr_schedule_params: dict = field(default_factory=dict)  # e.g. {"gamma": 0.5}
-    warmup_steps: int = 0
-    loggers: list = field(default_factory=lambda: ["console"])
-    shuffle: bool = True
-    buffer_rows: int = 16384
-    prefetch: int = 1
-    source: str | None = None
-    source_options: dict = field(default_factory=dict)  # given to the source's factory, e.g. {"delimiter": ";"}
-    dtype: str = "float32"
-    engine: str = "local"
-    engine_options: dict = field(default_factory=dict)  # e.g. {"workers": 2, "sync_every": 1}
-
-
-def check_config(c):
-    for name, low in (("epochs", 0), ("batch_size", 1), ("buffer_rows", 1), ("prefetch", 0), ("keep_checkpoints", 1)):
-        if getattr(c, name) < low:
-            raise StreambpError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(c, name)}.")
-    if c.threads is not None and c.threads < 1:
-        raise StreambpError(f"--threads must be at least 1, got {c.threads}.")
-    if not c.lr > 0:
-        raise StreambpError(f"--lr must be positive, got {c.lr}.")
-    if c.on_bad_rows not in ("error", "skip"):
-        raise StreambpError(f"--on-bad-rows takes error or skip, got {c.on_bad_rows!r}.")
-    if c.bad_rows_out and c.on_bad_rows != "skip":
-        raise StreambpError("--bad-rows-out needs --on-bad-rows skip.")
-    if c.early_stopping < 0 or (c.early_stopping and not (c.val or c.val_fraction)):
-        raise StreambpError("--early-stopping takes a positive patience and needs --val or --val-fraction.")
-    if not 0 <= c.val_fraction < 1:
-        raise StreambpError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
-    if c.val_fraction and c.val:
-        raise StreambpError("Give either --val or --val-fraction, not both.")
-    if c.hidden is not None and any(h < 1 for h in c.hidden):
-        raise StreambpError(f"--hidden sizes must be positive (or 0 alone, for no hidden layer), got {c.hidden}.")
+from .step import make_optimizer
+from .stream import LabelEncoder
 
 
 def build_model(c, source):
-    """A fresh Glorot-initialised model, or the --init model after checking it fits this data."""
+    """A fresh Glorot-initialised model over the columns the pre-pass chose (refused up front if the fit would
+    not fit in memory), or the --init model (with its own inputs and preprocessing) after checking it fits
+    this data."""
     if c.init:
         model = load(c.init, "the --init model")
         if c.hidden is not None and list(c.hidden) != model.hidden:
@@ -106,18 +43,13 @@ def build_model(c, source):
         if extra:
             raise StreambpError(f"Labels {extra[:5]} in {source.files[0]} are not classes of the --init model "
                                 f"{c.init} ({model.classes}).")
-        if c.standardize and model.mean is None:
-            raise StreambpError(f"--standardize: the --init model {c.init} was trained without it; its weights "
-                                "expect unscaled features.")
         return model, labels
-    spec = resolve_features(source, c.label, c.features)
-    labels = scan_labels(source, c.label, c.on_bad_rows == "skip")
+    labels, spec = scan(source, c.label, Choices.of(c), c.on_bad_rows == "skip")
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     sizes = [spec.width, *hidden, len(labels.classes)]
-    scaler = scan_moments(source, spec, np.dtype(c.dtype), bad_rows=skipping(c)) if c.standardize else (None, None)
-    model = Model.initialise(sizes, labels.classes, spec.features, seed=c.seed, dtype=np.dtype(c.dtype),
-                             label_type=labels.label_type, input_column=spec.input_column, mean=scaler[0],
-                             inv_std=scaler[1])
+    check_memory(c, sizes, parameter_arrays=2)  # theta and its gradient
+    model = Model.initialise(sizes, labels.classes, spec, seed=c.seed, dtype=np.dtype(c.dtype),
+                             label_type=labels.label_type)
     return model, labels
 
 
@@ -227,7 +159,8 @@ def default_run_dir(c):
 
 
 def prepare(c, n_threads):
-    """The Run for c (a fresh model, or the --resume checkpoint's) and the resumed checkpoint state or None."""
+    """The Run for c (a fresh model, or the --resume checkpoint's) and the resumed checkpoint state or None.
+    With --init, the run keeps the model's own scaling (c.standardize follows it)."""
     source = open_source(c.data, c.source, **c.source_options)
     current().protect(source.files, "the training data")
     resumed = None
@@ -235,17 +168,25 @@ def prepare(c, n_threads):
         model, opt_state, resumed = load_latest(c.resume)
         say_resumed(c, resumed)
         labels = LabelInfo(**resumed["labels"])
+        if c.hidden is not None and list(c.hidden) != model.hidden:
+            raise StreambpError(f"--hidden {','.join(map(str, c.hidden)) or 0} differs from the run in {c.resume}, "
+                                f"whose network has hidden layers {model.hidden}; a resumed run keeps its network. "
+                                "Leave out --hidden, or start a new run.")
     else:
         model, labels = build_model(c, source)
+    if c.init:
+        c = replace(c, standardize=model.mean is not None)
+    if c.resume or c.init:
+        check_memory(c, model.sizes, parameter_arrays=1)  # the gradient; theta is loaded
     spec = model_spec(model, source)
-    optimizer = optimizers.get(c.optimizer)[0](model.theta, **c.optimizer_params)
+    optimizer = make_optimizer(optimizers.get(c.optimizer)[0], model, **c.optimizer_params)
     if resumed:
         optimizer.load_state_dict(opt_state)
     if resumed and resumed.get("done"):
         check_same_stream(c, resumed["config"])
-    run = Run(c, model, optimizer, source, spec, LabelEncoder(c.label, model.classes, model.label_type), labels,
-              class_weights(c, model, labels), (c.val_fraction, False) if c.val_fraction else None,
-              skipping(c, c.bad_rows_out), n_threads, resumed["steps"] if resumed else 0)
+    encoder = LabelEncoder(c.label, model.classes, model.label_type, strict=True)
+    run = Run(c, model, optimizer, source, spec, encoder, labels, class_weights(c, model, labels),
+              (c.val_fraction, False) if c.val_fraction else None, skipping(c, c.bad_rows_out), n_threads, resumed["steps"] if resumed else 0)
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
     return run, resumed
@@ -316,6 +257,72 @@ def make_run_dir(c, resumed):
             continue
 
 
+@dataclass
+class EpochState:
+    """Where training is in an epoch: the updates done, the rows they used, their summed loss and the rows
+    classified right. A checkpoint records it, so that a mid-epoch resume continues the same sums."""
+
+    epoch: int
+    done: int = 0
+    rows: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+
+    def add(self, rows, loss, correct):
+        self.done += 1
+        self.rows += rows
+        self.loss_sum += loss * rows
+        self.correct += correct
+
+
+class Checkpointer:
+    """The checkpoints of a run: when to write one (every `steps` optimizer steps or `seconds` seconds, as
+    parse_every reads --checkpoint-every, and at every epoch end), never of non-finite parameters (Diverged),
+    written to the run directory with the stream position, history and settings."""
+
+    def __init__(self, run, run_dir, history, stopper):
+        self.run, self.run_dir, self.history, self.stopper = run, run_dir, history, stopper
+        self.steps, self.seconds = parse_every(run.config.checkpoint_every)
+        self.last = time.perf_counter()
+
+    def write(self, state):
+        """Write the checkpoint of `state` (an EpochState; EpochState(e) is the end of epoch e) and return its path."""
+        run, c, stopper = self.run, self.run.config, self.stopper
+        self.check_finite(state.epoch)
+        return save_checkpoint(self.run_dir or default_run_dir(c), run.model, run.optimizer, {
+            **asdict(state), "steps": run.steps, "history": self.history, "labels": asdict(run.labels),
+            "config": asdict(c), "stopper": [stopper.best, stopper.best_epoch] if stopper else None},
+            stopper.best_theta if stopper else None, c.keep_checkpoints)
+
+    def start_epoch(self):
+        self.last = time.perf_counter()
+
+    def after_update(self, state, k):
+        """After an update of k optimizer steps: a checkpoint when a multiple of --checkpoint-every's steps passed."""
+        if self.steps and self.run.steps % self.steps < k and self.run_dir:
+            self.write(state)
+
+    def at(self, state, now):
+        """At a progress report (time `now`): a checkpoint when --checkpoint-every's seconds passed."""
+        if self.seconds and now - self.last > self.seconds and self.run_dir:
+            self.last = now
+            self.write(state)
+
+    def check_finite(self, epoch):
+        """Diverged unless every parameter is finite."""
+        if not np.all(np.isfinite(self.run.model.theta)):
+            self.diverged(epoch, "parameters", self.run.steps)
+
+    def diverged(self, epoch, what, step):
+        c, run_dir = self.run.config, self.run_dir
+        found = newest_valid(run_dir) if run_dir else None  # never a checkpoint with NaN parameters
+        good = found and found[0]
+        kept = f"The last good checkpoint is {good}; resume from it with a smaller rate: streambp fit --resume " \
+            f"{run_dir} --lr {c.lr / 10:g}." if good else f"No checkpoint was written; try a smaller --lr than {c.lr}."
+        raise Diverged(f"Training diverged in epoch {epoch} at step {step} (NaN or inf {what}); nothing was saved "
+                       f"from this point. {kept}")
+
+
 def engine_items(engine, epoch, skip, checkpoint):
     """engine.epoch(epoch, skip); an EngineFailed is re-raised after checkpoint() saved the last position."""
     try:
@@ -325,37 +332,54 @@ def engine_items(engine, epoch, skip, checkpoint):
         raise EngineFailed(f"{e} Wrote {path}; resume with: streambp fit --resume {os.path.dirname(path)}") from None
 
 
+def finish_bad_rows(bad_rows):
+    """An ExitStack exit callback: the rejected-rows file is finished, or dropped after an error."""
+    def finish(kind, error, tb):
+        if error is None:
+            bad_rows.close()
+        else:
+            bad_rows.abort(error)
+
+    return finish
+
+
 def fit(c: FitConfig):
-    """Train as configured; write the model to c.out (atomically) and return it."""
+    """Train as configured; write the model to c.out (atomically) and return it. c is not changed."""
     check_config(c)
-    every = parse_every(c.checkpoint_every)
-    with scope() as guard:  # every file written is checked against every input of this fit
+    parse_every(c.checkpoint_every)  # a malformed --checkpoint-every is refused before any work
+    with contextlib.ExitStack() as stack:
+        guard = stack.enter_context(scope())  # every file written is checked against every input of this fit
         guard.protect([c.init], "the --init model")
         guard.protect([c.val], "the --val data")
         if c.out:
             check_writable(c.out, "--out")
         n_threads = threads.configure(c.threads)
         if c.deterministic:
-            c.threads = n_threads  # a resumed run must use the same count
+            c = replace(c, threads=n_threads)  # a resumed run must use the same count
         run, resumed = prepare(c, n_threads)
         if c.out:
             check_writable(c.out, "--out")  # against the data files too, now that they are known
             check_writable(config_path(c.out), "the config file written beside the model", "Choose another --out.")
+        if run.bad_rows is not None:
+            stack.push(finish_bad_rows(run.bad_rows))
         engine = make_engine(run)
-        try:
-            return train(c, run, resumed, engine, every)
-        finally:
-            engine.close()
+        stack.callback(engine.close)
+        set_schedule(run, getattr(engine, "rows_per_step", run.config.batch_size))
+        return train(run, resumed, engine)
 
 
-def train(c, run, resumed, engine, every):
-    """fit()'s loop over epochs and the engine's updates: logging, checkpoints, validation, the model file.
-    every = (steps, seconds) between mid-epoch checkpoints, from parse_every."""
-    every_steps, every_seconds = every
-    model, labels = run.model, run.labels
-    steps_per_epoch = max(1, -(-labels.rows // getattr(engine, "rows_per_step", c.batch_size)))
+def set_schedule(run, rows_per_step):
+    """run.lr_at, before any update: the schedule counts optimizer steps, so its length needs the rows one step
+    uses, which a data-parallel engine knows once it has its workers (Dask: workers x --batch-size)."""
+    c = run.config
+    steps_per_epoch = max(1, -(-run.labels.rows // rows_per_step))
     run.lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
                               **c.lr_schedule_params)
+
+
+def train(run, resumed, engine):
+    """fit()'s loop over epochs and the engine's updates: logging, checkpoints, validation, the model file."""
+    c, model, labels = run.config, run.model, run.labels
     run_dir = make_run_dir(c, resumed)
     val_source = run.source if c.val_fraction else open_source(c.val, c.source, **c.source_options) if c.val else None
     if c.val:
@@ -364,7 +388,7 @@ def train(c, run, resumed, engine, every):
     logs = [loggers.get(name)[0]() for name in c.loggers]
     if run_dir:
         write_config(c, os.path.join(run_dir, "config.toml"), "the run's config.toml", "Choose another --run-dir.")
-        logs.append(JsonlLogger(os.path.join(run_dir, "events.jsonl"), append=bool(resumed)))
+        logs.append(loggers.get("jsonl")[0](os.path.join(run_dir, "events.jsonl"), append=bool(resumed)))
     history = resumed["history"] if resumed else []
     # a checkpoint written mid-epoch resumes that epoch after its first `done` updates
     start = resumed["epoch"] + (0 if resumed.get("done") else 1) if resumed else 1
@@ -376,68 +400,13 @@ def train(c, run, resumed, engine, every):
     if resumed and stopper:
         stopper.best, stopper.best_epoch = resumed["stopper"]
         stopper.best_theta[:] = resumed["best_theta"]
+    checkpoints = Checkpointer(run, run_dir, history, stopper)
     interrupt = Interrupt()
-
-    def checkpoint(epoch, done=0, rows=0, loss_sum=0.0, correct=0):
-        if not np.all(np.isfinite(model.theta)):
-            diverged(epoch, "parameters", run.steps)
-        return save_checkpoint(run_dir or default_run_dir(c), model, run.optimizer, {
-            "epoch": epoch, "done": done, "rows": rows, "loss_sum": loss_sum, "correct": correct,
-            "steps": run.steps, "history": history, "labels": asdict(labels), "config": asdict(c),
-            "stopper": [stopper.best, stopper.best_epoch] if stopper else None},
-            stopper.best_theta if stopper else None, c.keep_checkpoints)
-
-    def progress(epoch, rows, loss_sum, correct, rate):
-        emit(logs, "step", {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "rows": rows,
-                            "rows_total": labels.rows, "loss": loss_sum / rows, "accuracy": correct / rows,
-                            "rows_per_s": rate})
-
-    def diverged(epoch, what, step):
-        found = newest_valid(run_dir) if run_dir else None  # never a checkpoint with NaN parameters
-        good = found and found[0]
-        kept = f"The last good checkpoint is {good}; resume from it with a smaller rate: streambp fit --resume " \
-            f"{run_dir} --lr {c.lr / 10:g}." if good else f"No checkpoint was written; try a smaller --lr than {c.lr}."
-        raise Diverged(f"Training diverged in epoch {epoch} at step {step} (NaN or inf {what}); nothing "
-                       f"was saved from this point. {kept}")
-
     try:
         for epoch in range(start, c.epochs + 1):
-            t0 = last = last_checkpoint = time.perf_counter()
             mid = resumed if resumed and epoch == start and resumed.get("done") else {}
-            done, rows = mid.get("done", 0), mid.get("rows", 0)
-            loss_sum, correct = mid.get("loss_sum", 0.0), mid.get("correct", 0)
-            rows0 = rows  # rows/s counts the rows trained in this process
-
-            def failed_checkpoint():  # before the epoch's first update, the position is the previous epoch's end
-                return checkpoint(epoch, done, rows, loss_sum, correct) if done else checkpoint(epoch - 1)
-
-            for n, loss, hits, k in engine_items(engine, epoch, done, failed_checkpoint):
-                if not math.isfinite(loss):
-                    diverged(epoch, "loss", run.steps + k)
-                done += 1
-                rows += n
-                loss_sum += loss * n
-                correct += hits
-                run.steps += k
-                if interrupt.requested:
-                    path = checkpoint(epoch, done, rows, loss_sum, correct)
-                    raise Interrupted(f"Interrupted in epoch {epoch} after {done:,} updates; wrote {path}. Resume "
-                                      f"with: streambp fit --resume {os.path.dirname(path)}")
-                if every_steps and run.steps % every_steps < k and run_dir:
-                    checkpoint(epoch, done, rows, loss_sum, correct)
-                if done % 16 == 0 and (now := time.perf_counter()) - last > 0.2:
-                    last = now
-                    if every_seconds and now - last_checkpoint > every_seconds and run_dir:
-                        last_checkpoint = now
-                        checkpoint(epoch, done, rows, loss_sum, correct)
-                    progress(epoch, rows, loss_sum, correct, (rows - rows0) / (now - t0))
-            if rows == 0:
-                raise StreambpError(f"No training rows are left in {run.source.files[0]} after the validation "
-                                    "split and skipped rows.")
-            seconds = time.perf_counter() - t0
-            progress(epoch, rows, loss_sum, correct, (rows - rows0) / seconds)  # every epoch logs its last step
-            record = {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "train_loss": loss_sum / rows,
-                      "train_accuracy": correct / rows, "seconds": seconds, "rows_per_s": (rows - rows0) / seconds}
+            state = EpochState(epoch, **{k: mid[k] for k in ("done", "rows", "loss_sum", "correct") if k in mid})
+            record = run_epoch(run, engine, state, checkpoints, interrupt, logs)
             if val_source is not None:
                 metrics = evaluate(model, val_source, c.label, split=run.split and (c.val_fraction, True),
                                    bad_rows=skipping(c))
@@ -449,17 +418,12 @@ def train(c, run, resumed, engine, every):
                 run.bad_rows.close()  # every row has been seen once
             stop = stopper is not None and stopper.update(epoch, record["val_loss"], model.theta)
             if run_dir:
-                checkpoint(epoch)
+                checkpoints.write(EpochState(epoch))
             if stop:
                 break
-    except BaseException as e:
-        if run.bad_rows is not None:
-            run.bad_rows.abort(e)
-        raise
     finally:
         interrupt.restore()
-    if not np.all(np.isfinite(model.theta)):
-        diverged(history[-1]["epoch"] if history else 0, "parameters", run.steps)
+    checkpoints.check_finite(history[-1]["epoch"] if history else 0)
     model.training = {
         "streambp_version": __version__, "config": asdict(c), "rows": labels.rows, "class_counts": labels.counts,
         "history": history, "seconds": time.perf_counter() - t_fit,
@@ -476,8 +440,47 @@ def train(c, run, resumed, engine, every):
     return model
 
 
+def run_epoch(run, engine, state, checkpoints, interrupt, logs):
+    """The engine's updates of one epoch, from `state` (mid-epoch after a resume); its history record."""
+    c, epoch = run.config, state.epoch
+    t0 = last = time.perf_counter()
+    checkpoints.start_epoch()
+    rows0 = state.rows  # rows/s counts the rows trained in this process
+
+    def failed():  # before the epoch's first update, the position is the previous epoch's end
+        return checkpoints.write(state if state.done else EpochState(epoch - 1))
+
+    def progress(rate):
+        emit(logs, "step_end", {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "rows": state.rows,
+                            "rows_total": run.labels.rows, "loss": state.loss_sum / state.rows,
+                            "accuracy": state.correct / state.rows, "rows_per_s": rate})
+
+    for n, loss, hits, k in engine_items(engine, epoch, state.done, failed):
+        if not math.isfinite(loss):
+            checkpoints.diverged(epoch, "loss", run.steps + k)
+        state.add(n, loss, hits)
+        run.steps += k
+        if interrupt.requested:
+            path = checkpoints.write(state)
+            raise Interrupted(f"Interrupted in epoch {epoch} after {state.done:,} updates; wrote {path}. Resume "
+                              f"with: streambp fit --resume {os.path.dirname(path)}")
+        checkpoints.after_update(state, k)
+        if state.done % 16 == 0 and (now := time.perf_counter()) - last > 0.2:
+            last = now
+            checkpoints.at(state, now)
+            progress((state.rows - rows0) / (now - t0))
+    if state.rows == 0:
+        raise StreambpError(f"No training rows are left in {run.source.files[0]} after the validation split and "
+                            "skipped rows.")
+    seconds = time.perf_counter() - t0
+    progress((state.rows - rows0) / seconds)  # every epoch logs its last step
+    return {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "train_loss": state.loss_sum / state.rows,
+            "train_accuracy": state.correct / state.rows, "seconds": seconds,
+            "rows_per_s": (state.rows - rows0) / seconds}
+
+
 def emit(logs, event, info):
-    """Call `event` on each logger, then the matching plugin hook (step -> step_end; see plugins.py)."""
-    from .plugins import emit_event
+    """Call `event` on each logger, then the plugin hook of that name (see events.py)."""
+    from .events import emit as emit_event
 
     emit_event(logs, event, info)

@@ -8,16 +8,17 @@ from typer.testing import CliRunner
 
 from pathlib import Path
 
+pytest_plugins = ["streambp.testing"]  # register_plugin, fresh_plugin_manager, blobs_parquet, ...
+pytest.register_assert_rewrite("streambp.testing")  # imported below, before pytest loads it as a plugin
+
+from streambp.testing import blobs as gaussian_blobs  # noqa: E402
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def make_blobs(n=600, d=5, k=3, seed=0):
-    """Separable-ish Gaussian blobs: X float32 [n, d], y int64 [n] in 0..k-1."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 3, size=(k, d))
-    y = rng.integers(0, k, size=n)
-    X = (centers[y] + rng.normal(size=(n, d))).astype(np.float32)
-    return X, y
+    """streambp.testing.blobs under the names the tests use: X float32 [n, d], y int64 [n] in 0..k-1."""
+    return gaussian_blobs(rows=n, features=d, classes=k, seed=seed)
 
 
 def blob_table(X, y, label_values=None):
@@ -61,9 +62,8 @@ def mnist_test():
 
 
 @pytest.fixture(autouse=True)
-def run_in_tmp_path(tmp_path, monkeypatch):
+def in_tmp_path(run_in_tmp_path):
     """Every test runs in its own directory, so default output paths never land in the checkout."""
-    monkeypatch.chdir(tmp_path)
 
 
 def run(*args):
@@ -83,3 +83,10 @@ def invoke(*args):
         command = " ".join(map(str, args))
         pytest.fail(f"streambp {command} exited {result.exit_code}:\n{result.output}\n{detail}")
     return result
+
+
+def spec_of(source, label="label", features=None, standardize=False):
+    """The FeatureSpec fit's pre-pass gives a source (unscaled unless asked: tests compare with raw rows)."""
+    from streambp.features import Choices, scan
+
+    return scan(source, label, Choices(features=features, standardize=standardize))[1]

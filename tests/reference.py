@@ -3,6 +3,8 @@
 Math (minibatch form): z^l = a^{l-1} W^l^T + b^l; a^l = sigmoid(z^l) in hidden layers, a^L = softmax(z^L);
 C = sum_i w_i * -ln a^L[i, y_i]; delta^L = (a^L - onehot(y)) * w;
 delta^l = (delta^{l+1} W^{l+1}) a^l (1 - a^l); dW^l = delta^l^T a^{l-1}; db^l = column sums of delta^l.
+Categorical inputs idx[B, C] (slots in [0, V)) with a table E[V, O_1] add bag(idx) E to z^1, where
+bag(idx)[B, V] = sum over c of onehot(idx[:, c]) (the materialised one-hot columns); dE = bag(idx)^T delta^1.
 """
 import numpy as np
 
@@ -35,26 +37,41 @@ def as64(layers):
     return [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in layers]
 
 
-def forward(layers, X):
+def bag(idx, V):
+    """[B, V]: how often each slot occurs in each row of idx[B, C], the sum of its one-hot columns."""
+    idx = np.asarray(idx)
+    return np.eye(V)[idx.reshape(-1)].reshape(*idx.shape, V).sum(axis=1)
+
+
+def table_input(layers, X, table, idx):
+    """(table [V, O_1] in float64, bag(idx) [B, V]); no table: an empty one and no columns."""
+    O1 = layers[0][0].shape[0]
+    table = np.zeros((0, O1)) if table is None else np.asarray(table, np.float64)
+    idx = np.zeros((len(X), 0), np.int64) if idx is None else idx
+    return table, bag(idx, table.shape[0])
+
+
+def forward(layers, X, table=None, idx=None):
     """[a^0 = X, a^1, .., a^{L-1}, z^L]: the inputs, every hidden activation and the logits."""
+    table, counts = table_input(layers, X, table, idx)
     acts = [np.asarray(X, dtype=np.float64)]
     for l, (W, b) in enumerate(as64(layers)):
-        z = acts[-1] @ W.T + b
+        z = acts[-1] @ W.T + b + (counts @ table if l == 0 else 0)
         acts.append(sigmoid(z) if l < len(layers) - 1 else z)
     return acts
 
 
-def loss(layers, X, y, w):
+def loss(layers, X, y, w, table=None, idx=None):
     """(C, per-row losses, probabilities a^L)."""
-    z = forward(layers, X)[-1]
+    z = forward(layers, X, table, idx)[-1]
     losses = crossentropy(z, y)
     return float(np.dot(w, losses)), losses, softmax(z)
 
 
-def backward(layers, X, y, w):
-    """(C, [(dW^l, db^l) for every layer]) by backpropagation."""
+def backward(layers, X, y, w, table=None, idx=None):
+    """(C, [(dW^l, db^l) for every layer], dE [V, O_1]) by backpropagation."""
     layers = as64(layers)
-    acts = forward(layers, X)
+    acts = forward(layers, X, table, idx)
     probs = softmax(acts[-1])
     c = float(np.dot(w, crossentropy(acts[-1], y)))
     delta = (probs - onehot(y, probs.shape[1])) * np.asarray(w, np.float64)[:, None]
@@ -63,7 +80,8 @@ def backward(layers, X, y, w):
         grads.append((delta.T @ acts[l], delta.sum(axis=0)))
         if l > 0:
             delta = (delta @ layers[l][0]) * acts[l] * (1 - acts[l])
-    return c, grads[::-1]
+    _, counts = table_input(layers, X, table, idx)
+    return c, grads[::-1], counts.T @ delta
 
 
 def unflatten(theta, sizes):

@@ -81,11 +81,11 @@ def test_a_run_stopped_mid_epoch_leaves_no_partial_bad_rows_file(tmp_path, monke
     calls = []
     real = Stepper.step
 
-    def failing(self, X, y, lr):
+    def failing(self, X, idx, y, lr):
         calls.append(1)
         if len(calls) == 8:  # after the first chunks, and their bad rows, were read
             raise KeyboardInterrupt
-        return real(self, X, y, lr)
+        return real(self, X, idx, y, lr)
 
     monkeypatch.setattr(Stepper, "step", failing)
     with pytest.raises(KeyboardInterrupt):

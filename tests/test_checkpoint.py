@@ -62,11 +62,11 @@ def test_interrupt_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, b
     whole = fit(FitConfig(epochs=3, out=None, **settings(blob_file)))
     real, calls = Stepper.step, []
 
-    def step(self, X, y, lr):
+    def step(self, X, idx, y, lr):
         calls.append(1)
         if len(calls) == 40:  # in epoch 2 (30 or 31 minibatches per epoch), a real SIGINT to this process
             os.kill(os.getpid(), signal.SIGINT)
-        return real(self, X, y, lr)
+        return real(self, X, idx, y, lr)
 
     monkeypatch.setattr(Stepper, "step", step)
     run = tmp_path / "run"

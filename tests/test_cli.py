@@ -565,3 +565,122 @@ def test_subprocess_main_function(tmp_path, blob_file):
                            "--threads", "1"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert out.exists()
+
+
+# ---------------------------------------------------------------------------------------------- fit's options
+
+
+def help_text(*command):
+    """The real `streambp ... --help` output, wide enough that no line wraps."""
+    proc = subprocess.run([*console_command(), *command, "--help"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200", "TERM": "dumb"})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_fit_help_groups_options_in_reading_order_without_type_metavars():
+    text = help_text("fit")
+    panels = ["Data", "Network", "Optimisation", "Output and run directory", "Engine"]
+    starts = [text.index(f"─ {p} ─") for p in panels]
+    assert starts == sorted(starts), starts
+    panel_of, panel = {}, None
+    for line in text.splitlines():
+        title = re.match(r"╭─ (.+?) ─", line)
+        if title:
+            panel = title.group(1)
+        declared = re.match(r"│ (--[a-z0-9-]+)", line)  # an option's own line, not a mention in some help
+        if declared:
+            panel_of[declared.group(1)] = panel
+    expected = {"--label": "Data", "--features": "Data", "--ignore": "Data", "--categorical": "Data",
+                "--numeric": "Data", "--max-categories": "Data", "--min-frequency": "Data",
+                "--hash-buckets": "Data", "--standardize": "Data", "--val": "Data", "--val-fraction": "Data",
+                "--source": "Data", "--source-option": "Data", "--on-bad-rows": "Data", "--bad-rows-out": "Data",
+                "--hidden": "Network", "--init": "Network", "--epochs": "Optimisation",
+                "--batch-size": "Optimisation", "--lr": "Optimisation", "--optimizer": "Optimisation",
+                "--momentum": "Optimisation", "--lr-schedule": "Optimisation", "--class-weight": "Optimisation",
+                "--early-stopping": "Optimisation", "--seed": "Optimisation", "--shuffle": "Optimisation",
+                "--buffer-rows": "Optimisation", "--out": "Output and run directory",
+                "--run-dir": "Output and run directory", "--checkpoint-every": "Output and run directory",
+                "--keep-checkpoints": "Output and run directory", "--resume": "Output and run directory",
+                "--config": "Output and run directory", "--logger": "Output and run directory",
+                "--deterministic": "Output and run directory", "--engine": "Engine", "--threads": "Engine",
+                "--scheduler": "Engine", "--workers": "Engine", "--sync-every": "Engine"}
+    assert {o: panel_of.get(o) for o in expected} == expected
+    # Typer's own --help line is the one type label left (streambp.cli's command class decides it)
+    options = [line for line in text.splitlines() if "--help" not in line]
+    assert not [line for line in options if re.search(r"<(bool|str|int|float|list\[\w+\])>", line)]
+    from streambp.config import DEFAULT_HIDDEN
+
+    hidden_help = words(text[text.index("│ --hidden"):text.index("│ --init")])
+    assert f"default {','.join(map(str, DEFAULT_HIDDEN))}," in hidden_help  # the help states the real default
+    logger_help = words(text[text.index("--logger"):text.index("--deterministic")])
+    for name in ("console", "jsonl", "csv", "streambp plugins"):
+        assert name in logger_help
+
+
+def test_the_fit_command_module_imports_nothing_heavy():
+    code = ("import sys; import streambp.commands.fit; "
+            "print(sorted(m for m in ('streambp.train', 'streambp.stream', 'streambp.config', 'pyarrow', "
+            "'streambp.checkpoint') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """The FitConfig each `fit` command builds (train.fit is not run)."""
+    import streambp.train
+
+    seen = []
+    monkeypatch.setattr(streambp.train, "fit", seen.append)
+    return seen
+
+
+def test_column_role_options_and_their_defaults(captured, blob_file):
+    invoke("fit", blob_file)
+    (c,) = captured
+    assert (c.ignore, c.categorical, c.numeric, c.max_categories, c.min_frequency, c.hash_buckets,
+            c.standardize) == ([], [], [], 1000, 1, 0, True)
+    invoke("fit", blob_file, "--ignore", "row_id,uuid", "--categorical", "zip", "--numeric", "code,n",
+           "--max-categories", "50", "--min-frequency", "3", "--hash-buckets", "4096", "--no-standardize",
+           "--features", "a b,c")
+    c = captured[-1]
+    assert (c.ignore, c.categorical, c.numeric, c.max_categories, c.min_frequency, c.hash_buckets,
+            c.standardize, c.features) == (["row_id", "uuid"], ["zip"], ["code", "n"], 50, 3, 4096, False,
+                                           ["a b", "c"])
+
+
+def test_hidden_option_forms(captured, blob_file):
+    for text, hidden in (("0", []), ("16", [16]), ("32, 16", [32, 16])):
+        invoke("fit", blob_file, "--hidden", text)
+        assert captured[-1].hidden == hidden
+
+
+def test_fit_leaves_the_callers_config_unchanged(blob_file):
+    from copy import deepcopy
+
+    from streambp.config import FitConfig
+    from streambp.train import fit as train_fit
+
+    c = FitConfig(data=str(blob_file), hidden=[4], epochs=1, deterministic=True, out=None, loggers=[],
+                  optimizer_params={"momentum": 0.5}, lr_schedule_params={"gamma": 0.5}, lr_schedule="step")
+    before = deepcopy(c)
+    model = train_fit(c)
+    assert c == before  # it set c.threads before
+    assert model.training["config"]["threads"] >= 1  # the run itself records the count it used
+
+
+def test_init_keeps_the_models_own_scaling(tmp_path, blob_file):
+    raw, scaled = tmp_path / "raw.npz", tmp_path / "scaled.npz"
+    fit(blob_file, raw, "--no-standardize", epochs=1)
+    fit(blob_file, scaled, epochs=1)
+    assert streambp.load(raw).mean is None and streambp.load(scaled).mean is not None
+    for init, extra, has_scaler in ((raw, [], False), (scaled, ["--no-standardize"], True)):
+        out = tmp_path / f"warm-{init.stem}.npz"
+        invoke("fit", blob_file, "--init", init, "--epochs", "0", "--out", out, *FAST, *extra)
+        warm = streambp.load(out)
+        assert (warm.mean is not None) == has_scaler
+        assert warm.training["config"]["standardize"] is has_scaler
+        X = features_of(make_blobs()[0])
+        np.testing.assert_array_equal(warm.predict_proba(X), streambp.load(init).predict_proba(X))

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import streambp
+from streambp.model import Model
 
 from conftest import blob_table, run
 
@@ -136,13 +137,13 @@ def test_missing_feature_column(tmp_path, blob_file):
                names=[blob_file, "x9"])
 
 
-def test_non_numeric_feature_column(tmp_path, blobs):
+def test_unusable_feature_column(tmp_path, blobs):
     X, y = blobs
-    table = pa.table({**blob_columns(X, y), "name": [f"row{i}" for i in range(len(y))]})
-    path = write(tmp_path / "strings.parquet", table)
-    flat = user_error("fit", path, "--features", "x0,name", "--out", tmp_path / "m.npz", *FAST,
-                      names=[path, "name"])
-    assert "numeric" in flat
+    table = pa.table({**blob_columns(X, y), "blob": [f"row{i}".encode() for i in range(len(y))]})
+    path = write(tmp_path / "binary.parquet", table)
+    flat = user_error("fit", path, "--features", "x0,blob", "--out", tmp_path / "m.npz", *FAST,
+                      names=[path, "blob"])
+    assert "binary" in flat
 
 
 @pytest.mark.parametrize("features", ["x0,label", "label,x0", "x0,label,x1"])
@@ -152,10 +153,10 @@ def test_label_named_as_feature(tmp_path, blob_file, features):
     assert not out.exists()
 
 
-def test_no_numeric_features(tmp_path):
-    path = write(tmp_path / "only_strings.parquet",
-                 pa.table({"name": ["a", "b", "c", "d"], "label": [0, 1, 0, 1]}))
-    user_error("fit", path, "--out", tmp_path / "m.npz", *FAST, names=[path, "--features"])
+def test_no_usable_features(tmp_path):
+    path = write(tmp_path / "only_binary.parquet",
+                 pa.table({"name": [b"a", b"b", b"c", b"d"], "label": [0, 1, 0, 1]}))
+    user_error("fit", path, "--out", tmp_path / "m.npz", *FAST, names=[path, "name", "binary"])
 
 
 # ---------------------------------------------------------------------------------------------- values
@@ -167,15 +168,20 @@ def with_nulls(values, rows):
     return pa.array(values, mask=mask)
 
 
-def test_null_in_feature(tmp_path, blobs):
+def test_null_in_feature_of_an_old_model_is_an_error(tmp_path, blobs):
+    # Models before format 3 have no fill values: a null stays a bad row for them.
     X, y = blobs
+    path = write(tmp_path / "clean.parquet", blob_table(X, y))
+    model = tmp_path / "old.npz"
+    Model.initialise([5, 4, 3], [0, 1, 2], [f"x{j}" for j in range(5)]).save(model)
     cols = blob_columns(X, y)
     cols["x3"] = with_nulls(X[:, 3], [417])
-    path = write(tmp_path / "nulls.parquet", pa.table(cols), row_group_size=128)
-    user_error("fit", path, "--out", tmp_path / "m.npz", *FAST, names=[path, "x3", "417"])
+    nulls = write(tmp_path / "nulls.parquet", pa.table(cols), row_group_size=128)
+    user_error("predict", model, nulls, "--out", tmp_path / "p.parquet", names=[nulls, "x3", "417"])
+    assert path.exists()
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
 def test_non_finite_feature(tmp_path, blobs, bad):
     X, y = blobs
     X = X.copy()
@@ -189,7 +195,7 @@ def test_non_finite_feature_in_second_file(tmp_path, blobs):
     d = tmp_path / "parts"
     d.mkdir()
     X = X.copy()
-    X[300 + 12, 4] = np.nan  # row 12 of the second file
+    X[300 + 12, 4] = np.inf  # row 12 of the second file
     write(d / "a.parquet", blob_table(X[:300], y[:300]))
     bad = write(d / "b.parquet", blob_table(X[300:], y[300:]), row_group_size=7)
     flat = user_error("fit", d, "--out", tmp_path / "m.npz", *FAST, names=[bad, "x4", "row 12"])
@@ -355,7 +361,7 @@ def test_predict_missing_id_column(tmp_path, model_file, blob_file):
 def test_predict_nan_feature(tmp_path, model_file, blobs):
     X, y = blobs
     X = X.copy()
-    X[99, 0] = np.nan
+    X[99, 0] = -np.inf
     path = write(tmp_path / "nan.parquet", blob_table(X, y), row_group_size=50)
     out = tmp_path / "pred.parquet"
     user_error("predict", model_file, path, "--out", out, names=[path, "x0", "99"])
@@ -429,10 +435,9 @@ def test_model_from_newer_format(tmp_path, model_file, blob_file):
     m = streambp.load(model_file)
     m.save(newer)
     with np.load(newer) as z:
-        theta = z["theta"]
-        meta = json.loads(z["metadata"].tobytes()) | {"format_version": 99}
-        meta = json.dumps(meta).encode()
-    np.savez(newer, theta=theta, metadata=np.frombuffer(meta, dtype=np.uint8))
+        arrays = {k: z[k] for k in z.files}  # theta and the scaler arrays
+    meta = json.loads(arrays.pop("metadata").tobytes()) | {"format_version": 99}
+    np.savez(newer, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     flat = user_error("predict", newer, blob_file, names=[newer])
     assert "99" in flat
 
@@ -498,7 +503,7 @@ def test_divergence_exits_3_without_writing_the_model(tmp_path, blobs):
     path = write(tmp_path / "huge.parquet", blob_table(X * 1e30, y))
     out = tmp_path / "m.npz"
     user_error("fit", path, "--lr", "1e30", "--out", out, "--threads", "1", "--epochs", "1", "--hidden", "0",
-               names=["diverged", "--lr"], code=3)
+               "--no-standardize", names=["diverged", "--lr"], code=3)
     assert not out.exists()
 
 
@@ -508,12 +513,13 @@ def test_divergence_exits_3_without_writing_the_model(tmp_path, blobs):
 def test_existing_model_not_overwritten_when_fit_fails(tmp_path, blobs):
     X, y = blobs
     X = X.copy()
-    X[500, 1] = np.nan
+    X[500, 1] = np.inf
     path = write(tmp_path / "nan.parquet", blob_table(X, y))
     out = tmp_path / "model.npz"
     sentinel = b"the user's precious model\n" * 100
     out.write_bytes(sentinel)
-    user_error("fit", path, "--out", out, *FAST, names=[path, "x1", "500"])
+    # without the scaling pre-pass the NaN is met while training, after the run directory was made
+    user_error("fit", path, "--out", out, "--no-standardize", *FAST, names=[path, "x1", "500"])
     assert out.read_bytes() == sentinel
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "nan.parquet", "runs"]
     (run,) = (tmp_path / "runs").iterdir()  # the failed run's settings and events, no temporary file
@@ -532,10 +538,10 @@ def test_existing_predictions_not_overwritten_when_predict_fails(tmp_path, model
 
 
 def test_failed_fit_in_second_epoch_keeps_old_model(tmp_path, blobs):
-    # Validation data with a NaN fails after the first epoch has trained.
+    # Validation data with an inf fails after the first epoch has trained.
     X, y = blobs
     Xv = X[:100].copy()
-    Xv[50, 0] = np.nan
+    Xv[50, 0] = np.inf
     val = write(tmp_path / "val.parquet", blob_table(Xv, y[:100]))
     train = write(tmp_path / "train.parquet", blob_table(X, y))
     out = tmp_path / "model.npz"
@@ -550,7 +556,7 @@ def test_failed_fit_in_second_epoch_keeps_old_model(tmp_path, blobs):
 def test_subprocess_user_error_has_no_traceback(tmp_path, blobs):
     X, y = blobs
     X = X.copy()
-    X[10, 0] = np.nan
+    X[10, 0] = np.inf
     path = write(tmp_path / "nan.parquet", blob_table(X, y))
     script = os.path.join(os.path.dirname(sys.executable), "streambp")
     main = [sys.executable, "-c", "from streambp.cli import main; main()"]
@@ -594,3 +600,94 @@ def test_message_shows_brackets_in_paths_literally(tmp_path):
     # The message is printed with rich; a path is data, not markup, and must come out unchanged.
     pattern = str(tmp_path / "data-[ab]*.parquet")
     user_error("fit", pattern, "--out", tmp_path / "m.npz", *FAST, names=[pattern])
+
+
+# ---------------------------------------------------------------------------------------------- option values
+
+
+@pytest.mark.parametrize("args,names", [
+    (["--hidden", " "], ["--hidden", "' '"]),  # meant no hidden layer before
+    (["--hidden", ","], ["--hidden", "','"]),
+    (["--hidden", "8,"], ["--hidden"]),
+    (["--seed", "-1"], ["--seed", "-1"]),
+    (["--lr", "inf"], ["--lr", "inf"]),
+    (["--lr", "-inf"], ["--lr"]),
+    (["--lr-schedule", "cosine", "--lr-min", "nan"], ["--lr-min", "nan"]),
+    (["--lr-schedule", "cosine", "--lr-min", "-0.5"], ["--lr-min"]),
+    (["--features", "x0,,x1"], ["--features", "x0,,x1"]),
+    (["--ignore", "x0,"], ["--ignore"]),
+    (["--ignore", "x3", "--categorical", "x3"], ["x3", "--ignore", "--categorical"]),
+    (["--categorical", "x1,x2", "--numeric", "x2"], ["x2", "--categorical", "--numeric"]),
+    (["--ignore", "x4", "--numeric", "x4"], ["x4", "--ignore", "--numeric"]),
+    (["--max-categories", "0"], ["--max-categories"]),
+    (["--min-frequency", "0"], ["--min-frequency"]),
+    (["--hash-buckets", "1"], ["--hash-buckets"]),
+    (["--hash-buckets", "-4"], ["--hash-buckets"]),
+    (["--warmup-steps", "-1"], ["--warmup-steps"]),
+    (["--momentum", "nan"], ["momentum"]),
+])
+def test_invalid_option_values_are_refused_up_front(tmp_path, blob_file, args, names):
+    out = tmp_path / "m.npz"
+    before = blob_file.read_bytes()
+    user_error("fit", blob_file, *args, "--out", out, "--threads", "1", "--epochs", "1", names=names)
+    assert not out.exists() and not (tmp_path / "runs").exists()
+    assert blob_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("args,option", [
+    (["--hidden", "1000000,1000000"], "--hidden"),  # 1e12 parameters: 7 TiB
+    (["--batch-size", "100000000000"], "--batch-size"),
+    (["--buffer-rows", "100000000000"], "--buffer-rows"),
+])
+def test_a_fit_that_cannot_fit_in_memory_is_refused_naming_the_option(tmp_path, blob_file, args, option):
+    out = tmp_path / "m.npz"
+    flat = user_error("fit", blob_file, *args, "--out", out, "--threads", "1", "--epochs", "1",
+                      names=[option, "GiB", "available", f"smaller {option}"])
+    assert not out.exists()
+    print(flat)
+
+
+def test_the_memory_estimate_counts_what_fit_allocates():
+    from streambp.config import FitConfig, memory_needed
+    from streambp.model import Model, Workspace
+
+    c = FitConfig(data="d", batch_size=24, buffer_rows=100, prefetch=2)
+    sizes = [7, 5, 4, 3]
+    parts = memory_needed(c, sizes, parameter_arrays=2)
+    model = Model.initialise(sizes, [0, 1, 2], [f"x{j}" for j in range(7)])
+    assert parts["--hidden"] == 2 * model.theta.nbytes
+    ws = Workspace(sizes, c.batch_size, model.theta.dtype)
+    assert parts["--batch-size"] == ws.acts.nbytes + ws.deltas.nbytes
+    # 96 rows per buffer (--buffer-rows rounded down to whole minibatches), 7 float32 features and an int32 label
+    assert parts["--buffer-rows"] == (2 + 3) * 96 * (7 * 4 + 4)
+
+
+def test_memory_check_compares_with_the_memory_available(monkeypatch, blob_file, tmp_path):
+    import streambp.config
+    from streambp.config import FitConfig
+    from streambp.errors import StreambpError
+    from streambp.train import fit
+
+    c = FitConfig(data=str(blob_file), hidden=[64], epochs=0, threads=1, out=None, loggers=[])
+    # 5-64-3: 579 parameters, x2 float32 = 4,632 bytes; minibatch 2 x 32 x 67 x 4 = 17,152; buffers 4 x 16,384 x 24
+    monkeypatch.setattr(streambp.config, "available_memory", lambda: 4632 + 17152 + 4 * 16384 * 24 - 1)
+    with pytest.raises(StreambpError, match="smaller --buffer-rows"):
+        fit(c)
+    monkeypatch.setattr(streambp.config, "available_memory", lambda: 4632 + 17152 + 4 * 16384 * 24)
+    fit(c)
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "-0.5"])
+def test_gradcheck_invalid_tolerance(tolerance):
+    user_error("gradcheck", "--tolerance", tolerance, names=["--tolerance", tolerance])
+
+
+def test_resume_with_other_hidden_layers_is_refused(tmp_path, blob_file):
+    run_dir = tmp_path / "run"
+    assert run("fit", blob_file, "--run-dir", run_dir, "--out", tmp_path / "m.npz", *FAST).exit_code == 0
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    out = tmp_path / "m2.npz"
+    user_error("fit", "--resume", run_dir, "--hidden", "9,9", "--epochs", "2", "--out", out,
+               names=["--hidden 9,9", str(run_dir), "[4]"])
+    assert not out.exists()
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before

@@ -37,6 +37,27 @@ def test_gradcheck(sizes):
 
 
 @pytest.mark.parametrize("sizes", list(NETS.values()), ids=list(NETS))
+def test_gradcheck_with_an_embedding_table(sizes):
+    error, checked = gradcheck(sizes, rows=6, slots=7, columns=3)
+    assert checked == parameter_count(sizes) + 7 * sizes[1]
+    assert error < 1e-6
+
+
+def test_gradcheck_sees_a_wrong_table_gradient(monkeypatch):
+    import streambp.step
+
+    real = streambp.step.embedding_bag_backward
+
+    def halved(dE_rows, dz, inverse):
+        real(dE_rows, dz, inverse)
+        dE_rows *= 0.5
+
+    monkeypatch.setattr(streambp.step, "embedding_bag_backward", halved)
+    error, _ = gradcheck(NETS["1-hidden"], rows=6, slots=7, columns=3)
+    assert error > 0.3  # |g/2 - g| / (|g/2| + |g|) = 1/3 on every touched table entry
+
+
+@pytest.mark.parametrize("sizes", list(NETS.values()), ids=list(NETS))
 def test_backprop_equals_central_differences(sizes):
     rows = 6
     model = ref.random_model(sizes, np.float64, seed=7)
@@ -44,8 +65,9 @@ def test_backprop_equals_central_differences(sizes):
     w = np.full(rows, 1.0 / rows)
     ws = Workspace(sizes, rows, np.float64)
     grad = np.full_like(model.theta, np.nan)
-    network_loss_and_grad(grad, ws.acts, ws.deltas, ws.losses, model.theta, model.layout, X, y, w, ws.ones)
-    fd = central_differences(lambda: network_loss(ws.acts, ws.losses, model.theta, model.layout, X, y, w),
+    idx = np.empty((rows, 0), np.int32)
+    network_loss_and_grad(grad, ws.acts, ws.deltas, ws.losses, model.theta, model.layout, X, idx, y, w, ws.ones)
+    fd = central_differences(lambda: network_loss(ws.acts, ws.losses, model.theta, model.layout, X, idx, y, w),
                              model.theta)
     assert np.abs(grad).max() > 1e-3
     assert_allclose(grad, fd, rtol=1e-5, atol=1e-8)

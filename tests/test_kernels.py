@@ -181,17 +181,18 @@ def blocks(buf, sizes, n):
 
 @pytest.fixture(params=list(NETS.values()), ids=list(NETS))
 def net(request, dtype):
-    """(model, workspace, X, y, non-uniform row weights) for a small random network of the test's dtype."""
+    """(model, workspace, X, no categorical columns idx [B, 0], y, non-uniform row weights) for a small random
+    network of the test's dtype (categorical inputs: tests/test_embedding.py)."""
     sizes, rows = request.param, 9
     model = ref.random_model(sizes, dtype)
     X, y = ref.random_batch(sizes, rows, dtype)
     w = (np.linspace(0.5, 1.5, rows) / rows).astype(dtype)
-    return model, Workspace(sizes, rows, dtype), X, y, w
+    return model, Workspace(sizes, rows, dtype), X, np.empty((rows, 0), np.int32), y, w
 
 
 def test_network_forward(net, dtype):
-    model, ws, X, y, w = net
-    logits = network_forward(ws.acts, model.theta, model.layout, X)
+    model, ws, X, idx, y, w = net
+    logits = network_forward(ws.acts, model.theta, model.layout, X, idx)
     expected = ref.forward(model.layers, X)
     close(logits, expected[-1], dtype)
     for got, want in zip(blocks(ws.acts, model.sizes, len(X)), expected[1:]):
@@ -199,15 +200,15 @@ def test_network_forward(net, dtype):
 
 
 def test_network_predict_proba(net, dtype):
-    model, ws, X, y, w = net
+    model, ws, X, idx, y, w = net
     probs = np.full((len(X), model.sizes[-1]), np.nan, dtype=dtype)
-    network_predict_proba(probs, ws.acts, model.theta, model.layout, X)
+    network_predict_proba(probs, ws.acts, model.theta, model.layout, X, idx)
     close(probs, ref.softmax(ref.forward(model.layers, X)[-1]), dtype)
 
 
 def test_network_loss(net, dtype):
-    model, ws, X, y, w = net
-    c = network_loss(ws.acts, ws.losses, model.theta, model.layout, X, y, w)
+    model, ws, X, idx, y, w = net
+    c = network_loss(ws.acts, ws.losses, model.theta, model.layout, X, idx, y, w)
     expected_c, expected_losses, expected_probs = ref.loss(model.layers, X, y, w)
     assert_allclose(c, expected_c, **TOL[dtype])
     close(ws.losses, expected_losses, dtype)
@@ -215,11 +216,11 @@ def test_network_loss(net, dtype):
 
 
 def test_network_loss_and_grad(net, dtype):
-    model, ws, X, y, w = net
+    model, ws, X, idx, y, w = net
     dtheta = np.full_like(model.theta, np.nan)
-    c, hits = network_loss_and_grad(dtheta, ws.acts, ws.deltas, ws.losses, model.theta, model.layout, X, y, w,
-                                    ws.ones)
-    expected_c, grads = ref.backward(model.layers, X, y, w)
+    c, hits = network_loss_and_grad(dtheta, ws.acts, ws.deltas, ws.losses, model.theta, model.layout, X, idx, y,
+                                    w, ws.ones)
+    expected_c, grads, _ = ref.backward(model.layers, X, y, w)
     assert_allclose(c, expected_c, **TOL[dtype])
     assert hits == int((ref.loss(model.layers, X, y, w)[2].argmax(axis=1) == y).sum())
     for (dW, db), (want_dW, want_db) in zip(ref.unflatten(dtheta, model.sizes), grads, strict=True):
@@ -250,10 +251,10 @@ def test_stepper_sgd_step_and_partial_batch(dtype):
         Xb, yb = X[rows], y[rows]
         n = len(Xb)
         theta = model.theta.copy()
-        expected_c, grads = ref.backward(ref.unflatten(theta, sizes), Xb, yb, np.full(n, 1.0 / n))
+        expected_c, grads, _ = ref.backward(ref.unflatten(theta, sizes), Xb, yb, np.full(n, 1.0 / n))
         grad = ref.flatten(grads)
         probs_before = ref.loss(ref.unflatten(theta, sizes), Xb, yb, np.full(n, 1.0 / n))[2]
-        c, correct = stepper.step(Xb, yb, lr)
+        c, correct = stepper.step(Xb, None, yb, lr)
         assert_allclose(c, expected_c, **TOL[dtype])
         assert correct == int((probs_before.argmax(axis=1) == yb).sum())
         close(stepper.dtheta, grad, dtype)

@@ -1,6 +1,6 @@
 """Learning on the bundled MNIST subset: the settings README.md quotes reach 90% held-out accuracy."""
 from streambp.evaluate import evaluate
-from streambp.stream import open_source
+from streambp.registry import open_source
 from streambp.train import FitConfig, fit
 
 # The README's settings: 784-128-10, plain SGD, lr 0.5, batch 32, 8 epochs (about 2 s of training here).

@@ -8,7 +8,7 @@ import pytest
 
 import streambp
 from streambp.default_plugins.loggers import CsvLogger, JsonlLogger
-from streambp.plugins import loggers
+from streambp.registry import loggers
 
 from test_plugins import FAST, invoke
 
@@ -121,7 +121,7 @@ def test_flushed_per_event(tmp_path):
     log = JsonlLogger(path=path)
     log.fit_start({"rows": 3})
     assert len(read_jsonl(path)) == 1  # readable while training runs
-    log.step({"loss": 0.25})
+    log.step_end({"loss": 0.25})
     assert read_jsonl(path)[-1]["loss"] == 0.25
     c = CsvLogger(path=tmp_path / "live.csv")
     c.fit_start({})
@@ -136,7 +136,7 @@ def test_flushed_per_event(tmp_path):
 def test_jsonl_writes_strict_json(tmp_path):
     path = tmp_path / "odd.jsonl"
     log = JsonlLogger(path=path)
-    log.step({"loss": math.nan, "rate": math.inf, "n": np.int64(3), "x": np.float32(0.5),
+    log.step_end({"loss": math.nan, "rate": math.inf, "n": np.int64(3), "x": np.float32(0.5),
               "classes": ["a", np.int32(2)], "nested": {"v": -math.inf}, "obj": object})
     log.close()
     line = path.read_text().strip()

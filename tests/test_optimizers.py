@@ -15,7 +15,7 @@ from streambp.errors import StreambpError
 from streambp.kernels.compile import PARALLEL_MIN_ELEMENTS
 from streambp.kernels.optim import adagrad_update, adam_update, rmsprop_update, sgd_momentum_update
 from streambp.model import load
-from streambp.plugins import optimizers
+from streambp.registry import optimizers
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 SIZES = {"serial": 37, "parallel": PARALLEL_MIN_ELEMENTS + 5}
@@ -165,6 +165,63 @@ def test_state_dict_round_trip(cls, ref, hyper, dtype, size):
     saved = {k: v.copy() for k, v in state.items() if isinstance(v, np.ndarray)}
     for name, value in saved.items():
         assert_array_equal(state[name], value)
+
+
+# --- step_rows: a lazy step on some rows of a 2-D table ---------------------------------------------------
+
+V, O = 9, 4
+ROWS_1 = np.array([6, 1, 3, 8], dtype=np.int64)  # unique, in no particular order
+ROWS_2 = np.array([3, 6], dtype=np.int64)  # a subset: those rows have taken both steps
+
+
+def sparse_problem(dtype, seed=1):
+    """A table [V, O] and the gradients of the rows of each of two steps."""
+    rng = np.random.default_rng(seed)
+    table = rng.normal(size=(V, O)).astype(dtype)
+    return table, rng.normal(size=(ROWS_1.size, O)).astype(dtype), rng.normal(size=(ROWS_2.size, O)).astype(dtype)
+
+
+def check_step_rows(cls, ref, hyper, dtype):
+    """Two step_rows calls against the NumPy reference run on each row's own history: rows of both calls
+    took steps 1 and 2, rows of the first only step 1 (a step counter that is not the optimizer's would
+    change Adam's bias correction), the others nothing, and neither did their state."""
+    table, g1, g2 = sparse_problem(dtype)
+    before = table.copy()
+    opt = cls(table.ravel(), **hyper)
+    initial = {k: v.copy() for k, v in opt.state.items()}
+    opt.step_rows(table, ROWS_1, g1, LRS[0])
+    opt.step_rows(table, ROWS_2, g2, LRS[1])
+    assert opt.t == 2
+    state = {k: v.reshape(V, O) for k, v in opt.state_dict().items() if isinstance(v, np.ndarray)}
+    for i, row in enumerate(ROWS_1):
+        grads = [g1[i].astype(np.float64)]
+        if row in ROWS_2:
+            grads.append(g2[list(ROWS_2).index(row)].astype(np.float64))
+        expected, expected_state = ref(before[row].astype(np.float64), grads, LRS[:len(grads)], **hyper)
+        assert_allclose(table[row], expected, **TOL[dtype], err_msg=f"row {row}")
+        for name, value in expected_state.items():
+            assert_allclose(state[name][row], value, **TOL[dtype], err_msg=f"{name} of row {row}")
+    untouched = [r for r in range(V) if r not in ROWS_1]
+    assert_array_equal(table[untouched], before[untouched])
+    for name, value in initial.items():
+        assert_array_equal(state[name][untouched], value.reshape(V, O)[untouched], err_msg=name)
+
+
+@pytest.mark.parametrize("cls,ref,hyper", CASES, ids=CASE_IDS)
+def test_step_rows_against_reference(cls, ref, hyper, dtype):
+    check_step_rows(cls, ref, hyper, dtype)
+
+
+def test_step_rows_checks_its_arguments():
+    table, g1, _ = sparse_problem(np.float64)
+    opt = SGD(table.ravel())
+    with pytest.raises(ValueError, match="table"):
+        opt.step_rows(table[:, :2], ROWS_1, g1[:, :2], 0.1)  # not the table it was built for
+    with pytest.raises(ValueError, match="int64"):
+        opt.step_rows(table, ROWS_1.astype(np.int32), g1, 0.1)
+    with pytest.raises(ValueError, match="grads"):
+        opt.step_rows(table, ROWS_1, g1[:2], 0.1)
+    assert opt.t == 0
 
 
 def test_plain_sgd_uses_sgd_update():

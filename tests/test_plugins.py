@@ -1,17 +1,21 @@
 """Plugins: every hook exercised by a throwaway plugin (test_hook_<name>, checked by
 test_hookspecs_documented.py), errors naming the plugin, STREAMBP_LOAD_PLUGINS and `streambp plugins`.
 
-Throwaway plugins are registered through the `register_plugin` fixture, which unregisters them
-afterwards, so that nothing leaks into other tests.
+Throwaway plugins are registered through the `register_plugin` fixture of streambp.testing, which
+unregisters them afterwards, so that nothing leaks into other tests.
 """
 import importlib.metadata
 import itertools
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 import traceback
 import types
+import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,13 +23,12 @@ import typer
 from typer.testing import CliRunner
 
 import streambp
-from streambp import hookimpl, train
+from streambp import hookimpl, hookspecs, interfaces, train
 from streambp.default_plugins.optimizers import SGD
 from streambp.default_plugins.sources import ParquetSource
 from streambp.errors import StreambpError
-from streambp.plugins import (DEFAULT_PLUGINS, LOAD_PLUGINS_ENV, describe_plugins, get_plugin_manager,
-                              loggers, reset_plugin_manager)
-from streambp.stream import open_source
+from streambp.plugins import DEFAULT_PLUGINS, LOAD_PLUGINS_ENV, get_plugin_manager, reset_plugin_manager
+from streambp.registry import describe_plugins, loggers, open_source, optimizers
 
 from conftest import invoke, run
 
@@ -45,31 +48,6 @@ def user_error(*args, names=()):
     for name in names:
         assert str(name) in message, f"{name!r} not in {message!r}"
     return message
-
-
-@pytest.fixture
-def register_plugin():
-    """register_plugin(plugin, name) registers a throwaway plugin for this test only."""
-    pm = get_plugin_manager()
-    names = []
-
-    def register(plugin, name):
-        pm.register(plugin, name=name)
-        names.append(name)
-        return plugin
-
-    yield register
-    for name in names:
-        if get_plugin_manager().has_plugin(name):
-            get_plugin_manager().unregister(name=name)
-
-
-@pytest.fixture
-def fresh_plugin_manager():
-    """A plugin manager rebuilt for this test (after its monkeypatches), and rebuilt again afterwards."""
-    reset_plugin_manager()
-    yield
-    reset_plugin_manager()
 
 
 class Recorder:
@@ -174,6 +152,22 @@ def test_lifecycle_order(recorded_fit):
     assert names == ["fit_start", "epoch_end", "epoch_end", "fit_end"]
 
 
+def test_event_infos_match_their_types(recorded_fit):
+    """Each lifecycle hook's info has every key its TypedDict in streambp.interfaces (the hookspec's annotation)
+    requires, and no key it does not declare (fit_start may add keys)."""
+    recorder, _ = recorded_fit
+    for hook in ("fit_start", "step_end", "epoch_end", "fit_end"):
+        declared = typing.get_type_hints(getattr(hookspecs, hook))["info"]
+        assert declared is getattr(interfaces, "".join(w.title() for w in hook.split("_")) + "Info")
+        infos = recorder.of(hook)
+        assert infos, hook
+        for info in infos:
+            assert declared.__required_keys__ <= info.keys(), (hook, declared.__required_keys__ - info.keys())
+            if hook != "fit_start":
+                assert info.keys() <= set(declared.__annotations__), (hook, info.keys() - declared.__annotations__)
+    assert {"val_loss", "val_accuracy", "val_confusion"} <= recorder.of("epoch_end")[0].keys()  # with --val
+
+
 def test_hooks_called_without_loggers(tmp_path, blob_file, register_plugin):
     recorder = register_plugin(Recorder(), "recorder")
     train.fit(train.FitConfig(data=str(blob_file), hidden=[4], epochs=1, batch_size=32, threads=1, out=None,
@@ -182,12 +176,12 @@ def test_hooks_called_without_loggers(tmp_path, blob_file, register_plugin):
 
 
 def test_step_end_follows_logger_cadence(tmp_path, blob_file, register_plugin, fast_clock):
-    """step_end is called exactly when the loggers' step() is, never per minibatch."""
+    """The hook step_end is called exactly when the loggers' step_end() is, never per minibatch."""
     recorder = register_plugin(Recorder(), "recorder")
     seen = []
 
     class StepCounter:
-        def step(self, info):
+        def step_end(self, info):
             seen.append(info["step"])
 
     register_plugin(types.SimpleNamespace(register_loggers=hookimpl(
@@ -278,7 +272,7 @@ def test_hook_register_engines(tmp_path, blob_file, register_plugin):
             for i, (X, y) in enumerate(batches):
                 if i >= skip:
                     half = max(1, len(y) // 2)
-                    loss, correct = self.stepper.step(X[:half], y[:half], r.lr_at(r.steps))
+                    loss, correct = self.stepper.step(X[:half], None, y[:half], r.lr_at(r.steps))
                     yield half, loss, correct, 1
 
         def close(self):
@@ -327,7 +321,7 @@ def test_an_engines_rows_per_step_sets_the_schedules_length(tmp_path, blob_file,
                 X = np.concatenate([b[0] for b in pair if b is not None])
                 y = np.concatenate([b[1] for b in pair if b is not None])
                 lrs.append(r.lr_at(r.steps))
-                loss, correct = self.stepper.step(X, y, lrs[-1])
+                loss, correct = self.stepper.step(X, None, y, lrs[-1])
                 yield len(y), loss, correct, 1
 
         def close(self):
@@ -527,48 +521,61 @@ def test_unknown_names_list_available(tmp_path, blob_file):
 
 def test_throwaway_plugins_do_not_leak():
     names = {name for name, _ in get_plugin_manager().list_name_plugin()}
-    assert names == set(DEFAULT_PLUGINS) | set(getattr(get_plugin_manager(), "streambp_distributions", {}))
+    assert names == set(DEFAULT_PLUGINS) | set(get_plugin_manager().distributions())
 
 
 # ------------------------------------------------------------------------------ discovery
 
-
-def plugin_module(name, logger_name, version=None):
-    """A module plugin registering the logger `logger_name`."""
-    module = types.ModuleType(name)
-
-    class Quiet:
-        pass
-
-    module.register_loggers = hookimpl(lambda register: register(logger_name, Quiet))
+def logger_plugin_source(logger_name, version=None):
+    """The source of a module plugin registering the logger `logger_name`."""
+    lines = ["from streambp import hookimpl", "", "", "class Quiet:", "    pass", "", "",
+             "@hookimpl", "def register_loggers(register):", f"    register({logger_name!r}, Quiet)"]
     if version:
-        module.__version__ = version
-    return module
+        lines.insert(0, f"__version__ = {version!r}")
+    return "\n".join(lines) + "\n"
 
 
-class FakeDistribution:
-    def __init__(self, name, version, entry_points):
-        self.metadata = {"Name": name}
-        self.version = version
-        self.entry_points = [importlib.metadata.EntryPoint(ep, value, group)
-                             for ep, value, group in entry_points]
+class Site:
+    """A directory of real installed distributions (NAME-VERSION.dist-info with METADATA and
+    entry_points.txt, plus their modules), seen by importlib.metadata and by pluggy's loader."""
+
+    def __init__(self, path):
+        self.path = path
+        self.modules = []
+        path.mkdir()
+
+    def install(self, name, version, entry_points, modules):
+        """entry_points: [(name, value, group)]; modules: {module name: source}."""
+        info = self.path / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        groups = {}
+        for ep, value, group in entry_points:
+            groups.setdefault(group, []).append(f"{ep} = {value}\n")
+        (info / "entry_points.txt").write_text("".join(f"[{g}]\n{''.join(lines)}\n" for g, lines in groups.items()))
+        for module, source in modules.items():
+            (self.path / f"{module}.py").write_text(source)
+            self.modules.append(module)
 
 
 @pytest.fixture
-def fake_installed(monkeypatch, fresh_plugin_manager):
-    """Two installed plugin distributions, streambp-alpha (entry point alpha) and streambp-beta (beta),
-    plus an unrelated distribution with an entry point in another group."""
-    monkeypatch.setitem(sys.modules, "fake_streambp_alpha", plugin_module("fake_streambp_alpha", "alpha-log"))
-    monkeypatch.setitem(sys.modules, "fake_streambp_beta", plugin_module("fake_streambp_beta", "beta-log"))
-    monkeypatch.setitem(sys.modules, "fake_other", plugin_module("fake_other", "other-log"))
-    dists = [
-        FakeDistribution("streambp-alpha", "1.2.3", [("alpha", "fake_streambp_alpha", "streambp")]),
-        FakeDistribution("streambp_beta", "0.1", [("beta", "fake_streambp_beta", "streambp")]),
-        FakeDistribution("other", "9", [("other", "fake_other", "console_scripts")]),
-    ]
-    monkeypatch.setattr(importlib.metadata, "distributions", lambda: iter(dists))
+def fake_installed(tmp_path, monkeypatch, fresh_plugin_manager):
+    """Only the distributions of a throwaway site directory are installed: streambp-alpha (entry point
+    alpha), streambp_beta (beta) and an unrelated distribution with an entry point in another group."""
+    site = Site(tmp_path / "site")
+    site.install("streambp-alpha", "1.2.3", [("alpha", "fake_streambp_alpha", "streambp")],
+                 {"fake_streambp_alpha": logger_plugin_source("alpha-log")})
+    site.install("streambp_beta", "0.1", [("beta", "fake_streambp_beta", "streambp")],
+                 {"fake_streambp_beta": logger_plugin_source("beta-log")})
+    site.install("other", "9", [("other", "fake_other:main", "console_scripts")],
+                 {"fake_other": logger_plugin_source("other-log")})
+    distributions = importlib.metadata.distributions
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: distributions(path=[str(site.path)]))
+    monkeypatch.syspath_prepend(str(site.path))
     monkeypatch.delenv(LOAD_PLUGINS_ENV, raising=False)
-    return monkeypatch
+    yield site
+    for module in site.modules:
+        sys.modules.pop(module, None)
 
 
 def loaded():
@@ -584,9 +591,9 @@ def loaded():
     ("streambp-gamma", set()),  # not installed: nothing
     ("other", set()),  # not a streambp plugin
 ])
-def test_load_plugins_env(fake_installed, value, expected):
+def test_load_plugins_env(fake_installed, monkeypatch, value, expected):
     if value is not None:
-        fake_installed.setenv(LOAD_PLUGINS_ENV, value)
+        monkeypatch.setenv(LOAD_PLUGINS_ENV, value)
     reset_plugin_manager()
     assert loaded() == expected
     # The built-ins always load.
@@ -612,23 +619,124 @@ def test_plugins_command_lists_installed_with_versions(fake_installed):
     assert everything[0]["version"] == streambp.__version__
 
 
-def test_plugins_command_with_none_installed(fake_installed):
-    fake_installed.setenv(LOAD_PLUGINS_ENV, "")
+def test_plugins_command_with_none_installed(fake_installed, monkeypatch):
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
     reset_plugin_manager()
     assert "No plugins installed" in invoke("plugins").output
     assert json.loads(invoke("plugins", "--json").stdout) == []
 
 
-def test_plugin_that_fails_to_load_is_named(fake_installed):
-    # The entry point names a module that cannot be imported.
-    dists = [FakeDistribution("streambp-bad", "0.0.1", [("bad", "fake_streambp_bad_missing", "streambp")])]
-    fake_installed.setattr(importlib.metadata, "distributions", lambda: iter(dists))
+def test_registrations_run_once_per_plugin_manager(register_plugin):
+    calls = []
+
+    class Counting:
+        @hookimpl
+        def register_loggers(self, register):
+            calls.append(1)
+            register("counted", object)
+
+    register_plugin(Counting(), "counting")
+    for _ in range(3):
+        assert "counted" in loggers.entries()
+    assert len(calls) == 1
+    get_plugin_manager().unregister(name="counting")  # registering or unregistering starts afresh
+    assert "counted" not in loggers.entries()
+
+
+# A plugin that cannot be loaded, by how it fails: (module source, what the message says failed).
+BROKEN = {
+    "import-error": ("import streambp_no_such_dependency\n", "failed to import",
+                     "ModuleNotFoundError: No module named 'streambp_no_such_dependency'"),
+    "runtime-error": ("raise RuntimeError('needs a GPU')\n", "failed to import", "RuntimeError: needs a GPU"),
+    "system-exit": ("import sys\nsys.exit(0)\n", "failed to import", "SystemExit"),
+    "bad-hookimpl": ("from streambp import hookimpl\n\n\n@hookimpl\ndef register_optimizers(register, extra):\n"
+                     "    pass\n", "was rejected by pluggy", "extra"),
+    "misspelled-hook": ("from streambp import hookimpl\n\n\n@hookimpl\ndef register_optimisers(register):\n"
+                        "    register('lion2', object)\n", "register_optimisers", "no streambp hook"),
+}
+
+
+@pytest.fixture(params=list(BROKEN))
+def broken_installed(request, fake_installed):
+    """streambp-broken (entry point broken) installed beside streambp-alpha, failing as BROKEN[param]."""
+    source, what, detail = BROKEN[request.param]
+    module = f"fake_streambp_broken_{request.param.replace('-', '_')}"
+    fake_installed.install("streambp-broken", "0.0.1", [("broken", module, "streambp")], {module: source})
+    return fake_installed, what, detail
+
+
+def assert_names_broken_plugin(text, what, detail):
+    text = " ".join(text.split())
+    for needle in ("'broken'", "streambp-broken", what, detail, "pip uninstall streambp-broken", LOAD_PLUGINS_ENV):
+        assert needle in text, f"{needle!r} not in {text!r}"
+
+
+def test_plugin_that_fails_to_load_is_left_out_and_named(broken_installed, capsys, monkeypatch):
+    _, what, detail = broken_installed
     reset_plugin_manager()
-    with pytest.raises(StreambpError, match="bad") as caught:
-        get_plugin_manager()
-    message = str(caught.value)
-    assert "streambp-bad" in message and LOAD_PLUGINS_ENV in message
-    # Leaving it out with STREAMBP_LOAD_PLUGINS works.
-    fake_installed.setenv(LOAD_PLUGINS_ENV, "")
+    assert loaded() == {"alpha", "beta"}  # the others load, and so do the built-ins
+    assert "alpha-log" in loggers.entries() and "sgd" in optimizers.entries()
+    warning = capsys.readouterr().err
+    assert len(warning.strip().splitlines()) == 1, warning
+    assert warning.startswith("streambp: warning: the plugin 'broken'")
+    assert_names_broken_plugin(warning, what, detail)
+    (failed,) = [p for p in describe_plugins() if p.get("failed")]
+    assert failed["name"] == "broken" and failed["distribution"] == "streambp-broken"
+    assert failed["version"] == "0.0.1" and what in failed["error"] and detail in failed["error"]
+    # Leaving it out with STREAMBP_LOAD_PLUGINS: no warning.
+    monkeypatch.setenv(LOAD_PLUGINS_ENV, "streambp-alpha")
     reset_plugin_manager()
-    assert loaded() == set()
+    assert loaded() == {"alpha"}
+    assert get_plugin_manager().failed == []
+    assert capsys.readouterr().err == ""
+
+
+def streambp_process(site, *args, env=None):
+    """The real `python -m streambp` in a subprocess with the site's distributions on its path."""
+    root = Path(streambp.__file__).resolve().parent.parent
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site.path), str(root)]),
+                   LOAD_PLUGINS_ENV: "streambp-alpha,streambp-broken", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "streambp", *map(str, args)], capture_output=True, text=True,
+                          env=environment, timeout=300)
+
+
+def test_broken_plugin_in_a_real_process(broken_installed, blob_file, tmp_path):
+    site, what, detail = broken_installed
+    for args in (["--help"], ["--version"], ["plugins"]):
+        proc = streambp_process(site, *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert_names_broken_plugin(proc.stderr, what, detail)
+    assert "streambp " + streambp.__version__ in streambp_process(site, "--version").stdout
+    listing = streambp_process(site, "plugins").stdout
+    assert "alpha (streambp-alpha 1.2.3): hooks register_loggers" in listing
+    assert_names_broken_plugin(listing.split("broken (", 1)[1] + " 'broken' pip uninstall streambp-broken "
+                               + LOAD_PLUGINS_ENV, what, detail)
+    assert "FAILED" in listing
+    found = json.loads(streambp_process(site, "plugins", "--json").stdout)
+    assert [p["name"] for p in found] == ["alpha", "broken"]
+    assert found[1]["failed"] is True and detail in found[1]["error"]
+    # A command that needs what the plugin would have registered fails, naming it: never a silent no-op.
+    before = blob_file.read_bytes()
+    out = tmp_path / "m.npz"
+    proc = streambp_process(site, "fit", blob_file, "--out", out, "--optimizer", "lion2", *FAST)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert "Error: Unknown optimizer 'lion2'" in message
+    assert "The plugin 'broken' (streambp-broken) was not loaded" in message and detail in message
+    assert not out.exists() and blob_file.read_bytes() == before
+
+
+def test_failing_register_commands_does_not_stop_the_cli(fake_installed, blob_file):
+    """A plugin whose register_commands hook raises is named in a warning; the built-in commands still run."""
+    source = ("from streambp import hookimpl\n\n\n@hookimpl\ndef register_commands(app):\n"
+              "    raise RuntimeError('typer too old')\n")
+    fake_installed.install("streambp-badcli", "0.2", [("badcli", "fake_streambp_badcli", "streambp")],
+                           {"fake_streambp_badcli": source})
+    proc = streambp_process(fake_installed, "inspect", "--help", env={LOAD_PLUGINS_ENV: "streambp-badcli"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Usage:" in proc.stdout
+    assert " ".join(proc.stderr.split()) == ("streambp: warning: The plugin 'badcli' failed in its register_commands "
+                                             "hook: RuntimeError: typer too old")

@@ -164,7 +164,7 @@ def test_errors(tmp_path):
 def test_fit_then_report_mnist(tmp_path, mnist_train):
     from streambp.evaluate import evaluate
     from streambp.model import load
-    from streambp.stream import open_source
+    from streambp.registry import open_source
 
     invoke("fit", mnist_train, "--hidden", "16", "--epochs", "2", "--val-fraction", "0.2", "--run-dir",
            tmp_path / "run", "--out", tmp_path / "m.npz", "--batch-size", "64")

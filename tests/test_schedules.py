@@ -80,9 +80,9 @@ def test_fit_steps_with_the_schedule(blob_file, monkeypatch):
     seen = []
     step = Stepper.step
 
-    def spy(self, X, y, lr):
+    def spy(self, X, idx, y, lr):
         seen.append(lr)
-        return step(self, X, y, lr)
+        return step(self, X, idx, y, lr)
 
     monkeypatch.setattr(Stepper, "step", spy)
     fit(FitConfig(data=str(blob_file), epochs=2, batch_size=100, lr=0.1, hidden=[4], threads=1, out=None,

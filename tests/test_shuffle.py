@@ -4,9 +4,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.stats import chisquare
 
-from conftest import blob_table, make_blobs
+from conftest import blob_table, make_blobs, spec_of
 from streambp.evaluate import evaluate
-from streambp.stream import LabelEncoder, chunks, open_source, resolve_features
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, chunks
 from streambp.train import FitConfig, fit
 
 
@@ -18,12 +19,12 @@ def test_a_buffer_as_large_as_the_data_gives_a_uniform_permutation(tmp_path):
         pq.write_table(pa.table({"x": np.array(rows, np.float32), "label": [r % 2 for r in rows]}),
                        d / f"part-{i}.parquet", row_group_size=2)
     source = open_source(d)
-    spec = resolve_features(source, "label")
+    spec = spec_of(source)
     enc = LabelEncoder("label", [0, 1], "int64")
     trials = 3000
     position = np.zeros((n, n))
     for seed in range(trials):
-        (X, _), = list(chunks(source, spec, enc, 64, np.float32, np.random.default_rng(seed)))
+        (X, _, _), = list(chunks(source, spec, enc, 64, np.float32, np.random.default_rng(seed)))
         order = X[:, 0].astype(int)
         assert sorted(order) == list(range(n))
         position[order, np.arange(n)] += 1
@@ -50,7 +51,7 @@ def sorted_dataset(tmp_path, n=3000):
 def test_shuffle_trains_sorted_data_like_pre_shuffled_data(tmp_path):
     data, presorted, test = sorted_dataset(tmp_path)
     # a buffer of a third of the rows
-    cfg = dict(hidden=[8], epochs=3, batch_size=32, lr=0.3, buffer_rows=1024, out=None, loggers=[])
+    cfg = dict(hidden=[8], epochs=3, batch_size=32, lr=0.3, buffer_rows=1024, standardize=False, out=None, loggers=[])
 
     def accuracy(path, shuffle):
         return evaluate(fit(FitConfig(data=str(path), shuffle=shuffle, **cfg)), open_source(test), "label")["accuracy"]

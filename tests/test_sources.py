@@ -1,6 +1,8 @@
 """The built-in sources: CSV/TSV and Arrow IPC (Feather) end to end through `streambp fit`, hive-partitioned
 Parquet directories, choosing a source by extension, and errors naming the file."""
 import gzip
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +15,7 @@ import pytest
 import streambp
 from streambp.default_plugins.sources import ArrowSource, CsvSource, ParquetSource
 from streambp.errors import StreambpError
-from streambp.stream import open_source
+from streambp.registry import open_source
 
 from conftest import blob_table, invoke
 from test_plugins import FAST, user_error
@@ -308,3 +310,47 @@ def test_source_options_from_the_command_line(tmp_path):
     assert bad.exit_code == 2 and "no option 'quote'" in bad.output and "delimiter" in bad.output
     malformed = runner.invoke(app, ["predict", str(tmp_path / "m.npz"), str(path), "--source-option", "header"])
     assert malformed.exit_code == 2 and "KEY=VALUE" in malformed.output
+
+
+def streambp_process(*args):
+    """The real command in a subprocess: (exit code, stdout + stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "streambp", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+CSV_PROBLEMS = {
+    # name: (file bytes, options, what the message must say besides the file name)
+    "header-not-a-bool": (b"x,label\n1,0\n2,1\n", ["header=maybe"], ["header", "true or false", "'maybe'"]),
+    "duplicate-columns": (b"a,a,label\n1,2,0\n3,4,1\n", [], ["'a'", "more than once", "header=false"]),
+    "latin-1-header": ("café,label\n1,0\n2,1\n".encode("latin-1"), [], ["not UTF-8", "iconv"]),
+    "block-size-zero": (b"x,label\n1,0\n2,1\n", ["block_size=0"], ["block_size", "at least 1", "got 0"]),
+    "block-size-text": (b"x,label\n1,0\n2,1\n", ["block_size=big"], ["block_size", "'big'"]),
+    "long-delimiter": (b"x;label\n1;0\n2;1\n", ["delimiter=;;"], ["delimiter", "one character", "';;'"]),
+    "numeric-delimiter": (b"x1label\n101\n211\n", ["delimiter=1"], ["delimiter", "one character", "got 1"]),
+}
+
+
+@pytest.mark.parametrize("problem", list(CSV_PROBLEMS))
+def test_csv_problems_are_user_errors_naming_the_file(tmp_path, problem):
+    content, options, needles = CSV_PROBLEMS[problem]
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    out = tmp_path / "m.npz"
+    code, output = streambp_process("fit", path, "--out", out, "--epochs", 1, *FAST,
+                                    *[a for o in options for a in ("--source-option", o)])
+    assert code == 2, output
+    assert "Traceback" not in output
+    message = " ".join(output.split())
+    assert message.startswith(f"Error: Cannot read {path}") and message.count("Error:") == 1, message
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    assert path.read_bytes() == content and not out.exists()
+
+
+def test_csv_header_option_takes_bools_only(tmp_path, blobs):
+    path = write_csv(tmp_path / "blobs.csv", blob_table(*blobs))
+    assert open_source(path, header=True).schema.names[0] == "x0"
+    for value in ("maybe", 1, "true"):  # only parse_source_options turns "true" into True
+        with pytest.raises(StreambpError, match="header"):
+            open_source(path, header=value)

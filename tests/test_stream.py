@@ -4,10 +4,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import spec_of
 from streambp.default_plugins.optimizers import SGD
 from streambp.model import Model
 from streambp.step import Stepper
-from streambp.stream import LabelEncoder, chunks, open_source, prefetched, resolve_features, scan_labels
+from streambp.features import scan_labels
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, chunks, prefetched
 from streambp.train import FitConfig, fit
 
 
@@ -17,7 +20,7 @@ def in_memory_fit(X, y, hidden, epochs, batch, lr, seed):
     X, y = np.ascontiguousarray(X), y.astype(np.int32)
     for _ in range(epochs):
         for s in range(0, len(y), batch):
-            stepper.step(X[s:s + batch], y[s:s + batch], lr)
+            stepper.step(X[s:s + batch], None, y[s:s + batch], lr)
     return model
 
 
@@ -25,7 +28,7 @@ def in_memory_fit(X, y, hidden, epochs, batch, lr, seed):
 def test_streaming_equals_in_memory(blob_dir, blobs, buffer_rows, prefetch):
     X, y = blobs
     streamed = fit(FitConfig(data=str(blob_dir), hidden=[8], epochs=2, batch_size=16, lr=0.3, shuffle=False,
-                             buffer_rows=buffer_rows, prefetch=prefetch, out=None, loggers=[]))
+                             buffer_rows=buffer_rows, prefetch=prefetch, standardize=False, out=None, loggers=[]))
     memory = in_memory_fit(X, y, [8], epochs=2, batch=16, lr=0.3, seed=0)
     np.testing.assert_allclose(streamed.theta, memory.theta, rtol=0, atol=1e-6)
     assert not np.array_equal(streamed.theta, Model.initialise(streamed.sizes, [0, 1, 2], streamed.features).theta)
@@ -34,9 +37,9 @@ def test_streaming_equals_in_memory(blob_dir, blobs, buffer_rows, prefetch):
 def test_chunks_cover_every_row_once(blob_dir, blobs):
     X, y = blobs
     source = open_source(blob_dir)
-    spec = resolve_features(source, "label")
+    spec = spec_of(source)
     enc = LabelEncoder("label", [0, 1, 2], "int64")
-    got = [(c.copy(), t.copy()) for c, t in prefetched(chunks(source, spec, enc, 70, np.float32), 2)]
+    got = [(c.copy(), t.copy()) for c, _, t in prefetched(chunks(source, spec, enc, 70, np.float32), 2)]
     assert [len(t) for _, t in got] == [70] * 8 + [40]
     np.testing.assert_array_equal(np.concatenate([c for c, _ in got]), X)
     np.testing.assert_array_equal(np.concatenate([t for _, t in got]), y)
@@ -45,12 +48,12 @@ def test_chunks_cover_every_row_once(blob_dir, blobs):
 def test_shuffled_chunks_are_a_seeded_permutation(blob_file, blobs):
     X, y = blobs
     source = open_source(blob_file)
-    spec = resolve_features(source, "label")
+    spec = spec_of(source)
     enc = LabelEncoder("label", [0, 1, 2], "int64")
 
     def epoch(seed):
         rng = np.random.default_rng(seed)
-        return np.concatenate([c.copy() for c, _ in chunks(source, spec, enc, 1000, np.float32, rng)])
+        return np.concatenate([c.copy() for c, _, _ in chunks(source, spec, enc, 1000, np.float32, rng)])
 
     a, b, c = epoch(1), epoch(1), epoch(2)
     np.testing.assert_array_equal(a, b)
@@ -81,6 +84,7 @@ def test_label_vocabulary_in_users_labels(tmp_path):
 
 def test_only_needed_columns_are_read(blob_file, monkeypatch):
     source = open_source(blob_file)
+    spec = spec_of(source, "label", ["x1", "x3"])
     asked = []
     real = source.batches
 
@@ -89,6 +93,5 @@ def test_only_needed_columns_are_read(blob_file, monkeypatch):
         return real(columns, batch_rows)
 
     monkeypatch.setattr(source, "batches", spy)
-    spec = resolve_features(source, "label", ["x1", "x3"])
     list(chunks(source, spec, LabelEncoder("label", [0, 1, 2], "int64"), 256, np.float32))
     assert asked == [["x1", "x3", "label"]]

@@ -7,12 +7,14 @@ import numba
 import pyarrow
 
 from streambp import threads
+from streambp.kernels.threading_layer import LAYER_PRIORITY
 
 
 def test_layer_and_wait_policy_in_effect():
-    assert threads.concurrent_calls_safe() in (True, False)  # runs a parallel kernel first
-    layer = numba.threading_layer()
-    assert layer in threads.LAYER_PRIORITY
+    layer = threads.start_threading_layer()  # runs a parallel kernel first
+    assert layer == numba.threading_layer()
+    assert threads.concurrent_calls_safe() == (layer != "workqueue")
+    assert layer in LAYER_PRIORITY
     if layer == "omp":
         assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
 
@@ -33,19 +35,20 @@ def test_configure_sets_one_budget_for_numba_blas_and_arrow():
 
 
 def test_fresh_process_prefers_passive_openmp():
-    code = ("import os, numba, streambp; from streambp import threads; threads.concurrent_calls_safe(); "
+    code = ("import os, numba, streambp; from streambp import threads; threads.start_threading_layer(); "
             "print(numba.threading_layer(), os.environ['OMP_WAIT_POLICY'])")
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     layer, policy = out.split()
     assert policy == "PASSIVE"
-    assert layer == "omp" or layer in threads.LAYER_PRIORITY[1:]
+    assert layer == "omp" or layer in LAYER_PRIORITY[1:]
 
 
 def test_openmp_loaded_first_avoids_the_shared_spinning_runtime():
     code = ("import ctypes, ctypes.util; ctypes.CDLL(ctypes.util.find_library('gomp'), mode=ctypes.RTLD_GLOBAL); "
-            "import numba, streambp; from streambp import threads; threads.concurrent_calls_safe(); "
-            "print(threads.openmp_loaded(), numba.threading_layer())")
+            "import numba, streambp; from streambp import threads; threads.start_threading_layer(); "
+            "from streambp.kernels.threading_layer import openmp_loaded; "
+            "print(openmp_loaded(), numba.threading_layer())")
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     loaded, layer = out.split()

@@ -5,7 +5,7 @@
 
 Scalars written:
 
-- `train/loss`, `train/rows_per_s`: at each `step` event (a few times a second while an epoch runs;
+- `train/loss`, `train/rows_per_s`: at each `step_end` event (a few times a second while an epoch runs;
   none in a very short epoch), at TensorBoard step = the trainer's global step (minibatches so far).
   `train/loss` is the mean training loss so far in the current epoch.
 - `epoch/train_loss`, `epoch/rows_per_s`, and with `--val` `epoch/val_loss` and
@@ -81,7 +81,7 @@ class TensorBoardLogger:
         self.close()
         self._open(info)
 
-    def step(self, info):
+    def step_end(self, info):
         self._open(info)
         self.add_scalars(info["step"], {"train/loss": info.get("loss"),
                                         "train/rows_per_s": info.get("rows_per_s")})

@@ -2,14 +2,24 @@
 
 
 def parse_int_list(text, option):
-    """'256,128' -> [256, 128]; '0' -> [] (no hidden layer)."""
+    """'256,128' -> [256, 128]; '0' -> [] (no hidden layer); an empty entry ('', ' ', '8,') is an error."""
     from ..errors import StreambpError
 
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",")]
     except ValueError:
         raise StreambpError(f"{option} takes comma-separated integers such as 256,128; got {text!r}.") from None
     return [] if values == [0] else values
+
+
+def parse_names(text, option):
+    """'a,b' -> ['a', 'b'] (column names, exactly as written); an empty name is an error."""
+    from ..errors import StreambpError
+
+    names = text.split(",")
+    if not all(names):
+        raise StreambpError(f"{option} takes comma-separated column names such as x0,x1; got {text!r}.")
+    return names
 
 
 def parse_source_options(items):

@@ -5,13 +5,10 @@ import sys
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console  # typer's own help uses rich: no extra import time
 from rich.table import Table
 
 from . import parse_source_options
-from ..evaluate import evaluate
-from ..model import load
-from ..stream import open_source
 
 NAME = "evaluate"
 
@@ -26,6 +23,10 @@ def command(
         help="KEY=VALUE for the source, repeatable (csv: delimiter, header, block_size).")] = None,
 ):
     """Accuracy, log loss, per-class precision and recall, and the confusion matrix on DATA."""
+    from ..evaluate import evaluate
+    from ..model import load
+    from ..registry import open_source
+
     m = evaluate(load(model), open_source(data, source, **parse_source_options(source_option)), label)
     with reader_may_stop():
         show(m, as_json)

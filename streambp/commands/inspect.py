@@ -3,7 +3,6 @@ from typing import Annotated
 
 import typer
 
-from ..model import load
 
 NAME = "inspect"
 
@@ -13,6 +12,8 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
 ):
     """Architecture, classes, features and training metadata of a model file."""
+    from ..model import load
+
     m = load(model)
     meta = m.metadata()
     if as_json:

@@ -3,10 +3,6 @@ from typing import Annotated, Optional
 import typer
 
 from . import parse_source_options
-from ..atomic import scope
-from ..evaluate import predict_to_parquet
-from ..model import load
-from ..stream import open_source
 
 NAME = "predict"
 
@@ -21,6 +17,11 @@ def command(
         help="KEY=VALUE for the source, repeatable (csv: delimiter, header, block_size).")] = None,
 ):
     """Write the predicted label and one probability column per class for each row of DATA."""
+    from ..atomic import scope
+    from ..evaluate import predict_to_parquet
+    from ..model import load
+    from ..registry import open_source
+
     with scope():  # the model and the data are inputs: --out may be neither
         rows = predict_to_parquet(load(model), open_source(data, source, **parse_source_options(source_option)),
                                   out, id)

@@ -2,7 +2,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..report import write_report
 
 NAME = "report"
 
@@ -14,4 +13,6 @@ def command(
 ):
     """An HTML page of a run: loss, accuracy and throughput curves, the validation confusion matrix, per-epoch
     metrics and the configuration (needs matplotlib: the streambp report extra)."""
+    from ..report import write_report
+
     print(write_report(run_dir, out))

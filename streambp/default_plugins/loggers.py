@@ -2,7 +2,7 @@
 line) and csv (a row per epoch).
 
 A logger is built as factory(**options) (`streambp fit --logger NAME` passes none) and has the methods
-fit_start, step, epoch_end and fit_end, each taking the info dict; see docs/plugins.md.
+fit_start, step_end, epoch_end and fit_end (streambp.events.EVENTS), each taking the info dict; see docs/plugins.md.
 """
 import csv
 import json
@@ -43,7 +43,7 @@ class ConsoleLogger:
                                                epochs=info["epochs"], rate=0.0, loss=float("nan"))
         return self.progress
 
-    def step(self, info):
+    def step_end(self, info):
         bar = self._bar(info)
         if bar is not None:
             bar.update(self.task, completed=info["rows"], epoch=info["epoch"], rate=info["rows_per_s"],
@@ -138,7 +138,7 @@ class JsonlLogger:
     def fit_start(self, info):
         self._write("fit_start", info)
 
-    def step(self, info):
+    def step_end(self, info):
         self._write("step", info)
 
     def epoch_end(self, info):

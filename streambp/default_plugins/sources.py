@@ -4,52 +4,32 @@ Each takes a file, a directory (searched recursively, hive-partitioned key=value
 names starting with "." or "_" skipped) or a glob, and returns an object with files, schema,
 file_schemas, num_rows and batches(columns, batch_rows); see docs/plugins.md.
 """
-import glob
-import os
-
-import pyarrow as pa
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
+import importlib
 
 from .. import hookimpl
 from ..errors import StreambpError
+from ..registry import expand_paths
+
+
+class _OnFirstUse:
+    """A module imported when one of its attributes is first read: the plugin manager loads this module
+    for `streambp --help`, which should not wait for pyarrow."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+pa = _OnFirstUse("pyarrow")
+pcsv = _OnFirstUse("pyarrow.csv")
+pq = _OnFirstUse("pyarrow.parquet")
 
 PARQUET_EXTENSIONS = (".parquet", ".pq", ".parq")
 CSV_EXTENSIONS = (".csv", ".csv.gz", ".csv.bz2", ".tsv", ".tsv.gz", ".tsv.bz2")
 ARROW_EXTENSIONS = (".arrow", ".feather", ".ipc", ".arrows")
 FEATHER_EXTENSIONS = (".feather",)
-
-
-def has_extension(name, extensions):
-    return name.lower().endswith(tuple(e.lower() for e in extensions))
-
-
-def expand_paths(path, extensions):
-    """The files named by a file path, a directory (searched recursively) or a glob, in sorted order."""
-    path = os.fspath(path)
-    if not os.path.exists(path) and any(ch in path for ch in "*?["):
-        files = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
-        if not files:
-            raise StreambpError(f"No files match {path}.")
-        return files
-    if os.path.isdir(path):
-        files = sorted(dataset_files(path, extensions))
-        if not files:
-            raise StreambpError(f"Directory {path} holds no files ending in {', '.join(extensions)}.")
-        return files
-    if not os.path.exists(path):
-        raise StreambpError(f"{path} does not exist.")
-    return [path]
-
-
-def dataset_files(directory, extensions):
-    """Files under directory ending in one of extensions, skipping names that start with "." or "_"
-    (such as _SUCCESS, _common_metadata, .crc files and _temporary directories)."""
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
-        for name in names:
-            if has_extension(name, extensions) and not name.startswith((".", "_")):
-                yield os.path.join(root, name)
 
 
 def read_error(file, what, e):
@@ -129,25 +109,56 @@ class CsvSource:
 
     Options: delimiter (default: tab for .tsv files; for others a comma, unless the first line has
     none but has semicolons, tabs or pipes), header (default True: the first line names the columns;
-    with False they are called f0, f1, ...), block_size (bytes read at a time, default 1 MiB).
+    with False they are called f0, f1, ...), block_size (bytes read at a time, default 1 MiB). Each
+    file's header must be UTF-8 and name every column once.
     num_rows is None: counting would mean reading every file.
     """
 
     def __init__(self, path, delimiter=None, header=True, block_size=1 << 20):
         self.files = expand_paths(path, CSV_EXTENSIONS)
+        self._check_options(path, delimiter, header, block_size)
         self.delimiter = delimiter
         self.header = header
         self.block_size = block_size
         self.num_rows = None
-        first = self.files[0]
-        with self._open(first, None) as reader:
-            inferred = reader.schema
+        inferred = self._schema(self.files[0], None)
         self.column_types = {f.name: (pa.float64() if pa.types.is_null(f.type) else f.type) for f in inferred}
-        self.file_schemas = []
-        for f in self.files:
-            with self._open(f, self.column_types) as reader:
-                self.file_schemas.append(reader.schema)
+        self.file_schemas = [self._schema(f, self.column_types) for f in self.files]
         self.schema = self.file_schemas[0]
+
+    @staticmethod
+    def _check_options(path, delimiter, header, block_size):
+        """Options as `--source-option KEY=VALUE` gives them: a bool, an int or a string."""
+        problem = None
+        if not isinstance(header, bool):
+            problem = f"the option header takes true or false (--source-option header=false), got {header!r}"
+        elif delimiter is not None and not (isinstance(delimiter, str) and len(delimiter) == 1
+                                            and delimiter not in '\r\n"'):
+            problem = (f"the option delimiter takes one character other than a quote or a line break, such as ; "
+                       f"(--source-option 'delimiter=;'), got {delimiter!r}")
+        elif isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            problem = (f"the option block_size takes a number of bytes of at least 1, such as 1048576 "
+                       f"(--source-option block_size=1048576), got {block_size!r}")
+        if problem:
+            raise StreambpError(f"Cannot read {path} as CSV: {problem}.")
+
+    def _schema(self, file, column_types):
+        """The file's schema (read from its first block); its header must be UTF-8 and its names unique."""
+        try:
+            with self._open(file, column_types) as reader:
+                schema = reader.schema
+            names = schema.names  # decoded here
+        except UnicodeDecodeError as e:
+            raise StreambpError(f"Cannot read {file}: its header is not UTF-8 text ({e.reason} at byte "
+                                f"{e.start}). Save the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {file} > "
+                                "new.csv.") from None
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise StreambpError(f"Cannot read {file}: its header names the column(s) "
+                                f"{', '.join(map(repr, repeated))} more than once. Give each column its own name "
+                                "in the header (or read the file with --source-option header=false, which names "
+                                "the columns f0, f1, ...).")
+        return schema
 
     def _delimiter(self, file):
         if self.delimiter is not None:

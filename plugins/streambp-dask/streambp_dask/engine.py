@@ -41,7 +41,8 @@ class ShardTrainer:
         from streambp.evaluate import model_spec
         from streambp.model import Model
         from streambp.step import Stepper
-        from streambp.stream import LabelEncoder, open_source
+        from streambp.registry import open_source
+        from streambp.stream import LabelEncoder
 
         self.c, self.index, self.threads = config, index, threads
         self.model = Model(*model_args)
@@ -87,14 +88,14 @@ class ShardTrainer:
             return None
         X, y = batch
         self.model.theta[:] = theta
-        loss, correct = self.stepper.loss_and_grad(X, y)
+        loss, correct = self.stepper.loss_and_grad(X, None, y)
         # returned without a copy: the reply is serialised before the client can send the next call
         return self.stepper.dtheta, self._weight(y), len(y), loss, correct
 
     def local_steps(self, theta, state, lrs):
         """Up to len(lrs) optimizer steps from theta and the optimizer state: (theta, state, rows, loss_sum,
         correct, steps), or None past the shard's end."""
-        from streambp.plugins import optimizers
+        from streambp.registry import optimizers
 
         s = self.stepper
         if s.optimizer is None:
@@ -107,7 +108,7 @@ class ShardTrainer:
             batch = self._next()
             if batch is None:
                 break
-            loss, hits = s.step(*batch, lr)
+            loss, hits = s.step(batch[0], None, batch[1], lr)
             rows += len(batch[1])
             loss_sum += loss * len(batch[1])
             correct += hits

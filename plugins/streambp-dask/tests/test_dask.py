@@ -25,7 +25,8 @@ from streambp.engine import EngineFailed, minibatches, shard
 from streambp.evaluate import model_spec
 from streambp.model import Model
 from streambp.step import Stepper
-from streambp.stream import LabelEncoder, open_source, scan_labels
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, scan_labels
 from streambp.train import FitConfig, class_weights, fit
 
 RUN = CliRunner()
@@ -83,7 +84,7 @@ def test_sync_every_step_equals_one_process_with_the_combined_batch(cluster, tmp
     for epoch in (1, 2):
         for pair in itertools.zip_longest(*shard_streams(c, ref, epoch)):
             batches = [b for b in pair if b is not None]
-            stepper.step(np.concatenate([X for X, _ in batches]), np.concatenate([y for _, y in batches]), c.lr)
+            stepper.step(np.concatenate([X for X, _ in batches]), None, np.concatenate([y for _, y in batches]), c.lr)
             steps += 1
     assert steps == trained.training["history"][-1]["step"]
     assert_allclose(trained.theta, ref.theta, rtol=1e-10, atol=1e-12)
@@ -108,7 +109,7 @@ def test_local_sgd_averages_parameters_and_adam_state(cluster, tmp_path):
             s.optimizer.load_state_dict(opt.state_dict())
             rows = 0
             for X, y in itertools.islice(stream, K):
-                s.step(X, y, c.lr)
+                s.step(X, None, y, c.lr)
                 rows += len(y)
             if rows:
                 done.append((rows, m.theta.copy(), s.optimizer.state_dict()))
@@ -126,7 +127,7 @@ def test_cli_fit_on_the_cluster_with_validation_checkpoints_and_report_files(clu
     run, out = tmp_path / "run", tmp_path / "m.npz"
     result = RUN.invoke(app, ["fit", str(data), "--engine", "dask", "--scheduler", cluster[0], "--hidden", "8",
                               "--epochs", "2", "--lr", "0.5", "--val-fraction", "0.2", "--run-dir", str(run),
-                              "--out", str(out)])
+                              "--no-standardize", "--out", str(out)])
     assert result.exit_code == 0, result.output
     history = streambp.load(out).training["history"]
     assert len(history) == 2 and history[-1]["val_accuracy"] > 0.9

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from typer.testing import CliRunner
@@ -17,13 +15,16 @@ from streambp.cli import app
 from streambp.errors import StreambpError
 from streambp.kernels.compile import PARALLEL_MIN_ELEMENTS
 from streambp.model import load
-from streambp.plugins import describe_plugins, get_plugin_manager, optimizers, reset_plugin_manager
+from streambp.plugins import reset_plugin_manager
+from streambp.registry import describe_plugins, optimizers
 
 # The package from this checkout, also when it is not installed (not in a conftest.py: streambp's own
 # tests import helpers from theirs as `conftest`, which a second conftest.py would shadow).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import streambp_lion  # noqa: E402
 from streambp_lion import Lion  # noqa: E402
+
+pytest_plugins = ["streambp.testing"]  # register_plugin, make_blobs_parquet, run_in_tmp_path
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 SIZES = {"serial": 37, "parallel": PARALLEL_MIN_ELEMENTS + 5}  # Lion picks its kernel build by size
@@ -91,9 +92,33 @@ def test_against_reference(hyper, dtype, size):
     assert_allclose(state["exp_avg"], expected_m, **TOL[dtype])
 
 
+def test_step_rows_against_reference(dtype):
+    """The base class's lazy step on rows of a table [V, O]: rows of both calls took two Lion steps, rows of
+    the first one, the others none (and their momentum stays 0)."""
+    V, O = 9, 4
+    rows_1, rows_2 = np.array([6, 1, 3, 8]), np.array([3, 6])
+    table, grads = problem(V * O, dtype, steps=2)
+    table = table.reshape(V, O)
+    before = table.copy()
+    g1, g2 = grads[0].reshape(V, O)[rows_1], grads[1].reshape(V, O)[rows_2]
+    opt = Lion(table.ravel(), weight_decay=0.1)
+    opt.step_rows(table, rows_1, g1, LRS[0])
+    opt.step_rows(table, rows_2, g2, LRS[1])
+    exp_avg = opt.state_dict()["exp_avg"].reshape(V, O)
+    for i, row in enumerate(rows_1):
+        history = [g1[i]] + ([g2[list(rows_2).index(row)]] if row in rows_2 else [])
+        expected, expected_m = ref_lion(before[row].astype(np.float64), [g.astype(np.float64) for g in history],
+                                        LRS[:len(history)], weight_decay=0.1)
+        assert_allclose(table[row], expected, **TOL[dtype])
+        assert_allclose(exp_avg[row], expected_m, **TOL[dtype])
+    untouched = [r for r in range(V) if r not in rows_1]
+    assert_array_equal(table[untouched], before[untouched])
+    assert not exp_avg[untouched].any()
+
+
 def test_kernel_build_by_size():
-    assert Lion(np.zeros(SIZES["serial"])).kernel is streambp_lion.lion_update_serial
-    assert Lion(np.zeros(SIZES["parallel"])).kernel is streambp_lion.lion_update_parallel
+    assert Lion(np.zeros(SIZES["serial"])).kernel is streambp_lion.kernels()[0]
+    assert Lion(np.zeros(SIZES["parallel"])).kernel is streambp_lion.kernels()[1]
 
 
 def test_sign_of_zero_is_zero():
@@ -184,35 +209,17 @@ def test_step_checks_shapes():
 
 # --- through streambp ---------------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def run_in_tmp_path(tmp_path, monkeypatch):
-    """Each test in its own directory, so default output paths never land in the checkout."""
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture
+def lion_plugin(run_in_tmp_path, register_plugin):
+    """The plugin registered on streambp's plugin manager for one test (already there if installed), run in
+    tmp_path."""
+    return register_plugin(streambp_lion, "lion")
 
 
 @pytest.fixture
-def lion_plugin():
-    """The plugin registered on streambp's plugin manager for one test (already there if installed)."""
-    pm = get_plugin_manager()
-    if pm.is_registered(streambp_lion):  # installed: its entry point registered it
-        yield
-        return
-    pm.register(streambp_lion, name="lion")
-    yield
-    if get_plugin_manager().has_plugin("lion"):
-        get_plugin_manager().unregister(name="lion")
-
-
-@pytest.fixture
-def data(tmp_path):
+def data(make_blobs_parquet):
     """A Parquet file of 300 rows: three Gaussian blobs in 4 float32 columns and an int64 label."""
-    rng = np.random.default_rng(0)
-    centers = rng.normal(0, 3, size=(3, 4))
-    y = rng.integers(0, 3, size=300)
-    X = (centers[y] + rng.normal(size=(300, 4))).astype(np.float32)
-    path = tmp_path / "blobs.parquet"
-    pq.write_table(pa.table({**{f"x{j}": X[:, j] for j in range(4)}, "label": y}), path)
-    return path
+    return make_blobs_parquet(rows=300, features=4, row_group_size=None)
 
 
 def cli(*args):

@@ -4,9 +4,6 @@ import sys
 import traceback
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -17,7 +14,7 @@ import streambp
 from streambp import hookimpl
 from streambp.cli import app
 from streambp.errors import StreambpError
-from streambp.plugins import get_plugin_manager, loggers
+from streambp.registry import loggers
 
 try:
     import streambp_mlflow
@@ -25,36 +22,25 @@ except ImportError:  # not installed: import it from the plugin's folder
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import streambp_mlflow
 
+pytest_plugins = ["streambp.testing"]  # register_plugin, blobs_parquet, run_in_tmp_path
+
 FAST = ["--threads", "1", "--batch-size", "16", "--hidden", "4"]
 
 
 @pytest.fixture(autouse=True)
-def plugin(tmp_path, monkeypatch):
+def plugin(run_in_tmp_path, register_plugin, tmp_path, monkeypatch):
     """The plugin registered (by its entry point when installed, else here for this test), run in tmp_path
     with a file store in tmp_path/mlruns."""
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses file stores without it
     monkeypatch.delenv(streambp_mlflow.EXPERIMENT_ENV, raising=False)
-    pm = get_plugin_manager()
-    registered_here = not pm.is_registered(streambp_mlflow)
-    if registered_here:
-        pm.register(streambp_mlflow, name="mlflow-test")
-    yield streambp_mlflow
-    if registered_here:
-        pm.unregister(name="mlflow-test")
+    return register_plugin(streambp_mlflow, "mlflow-test")
 
 
 @pytest.fixture
-def data(tmp_path):
+def data(blobs_parquet):
     """600 rows: float32 columns x0..x4 and an int64 label with 3 classes (Gaussian blobs)."""
-    rng = np.random.default_rng(0)
-    centers = rng.normal(0, 3, size=(3, 5))
-    y = rng.integers(0, 3, size=600)
-    X = (centers[y] + rng.normal(size=(600, 5))).astype(np.float32)
-    path = tmp_path / "blobs.parquet"
-    pq.write_table(pa.table({**{f"x{j}": X[:, j] for j in range(5)}, "label": y}), path, row_group_size=128)
-    return path
+    return blobs_parquet
 
 
 def run(*args):
@@ -132,13 +118,9 @@ class StopAfterFirstEpoch:
         raise StreambpError("stopped by the test")
 
 
-def test_failed_fit_ends_the_run_as_failed_at_exit(tmp_path, data):
-    pm = get_plugin_manager()
-    pm.register(StopAfterFirstEpoch(), name="stop-test")
-    try:
-        result = run(data, "--out", tmp_path / "m.npz", "--epochs", 3, "--logger", "mlflow")
-    finally:
-        pm.unregister(name="stop-test")
+def test_failed_fit_ends_the_run_as_failed_at_exit(tmp_path, data, register_plugin):
+    register_plugin(StopAfterFirstEpoch(), "stop-test")
+    result = run(data, "--out", tmp_path / "m.npz", "--epochs", 3, "--logger", "mlflow")
     assert result.exit_code == 2 and "stopped by the test" in result.output
     client, run_ = only_run()
     assert run_.info.status == "RUNNING"  # no fit_end

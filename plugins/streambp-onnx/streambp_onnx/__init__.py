@@ -14,14 +14,12 @@ import json
 import os
 from typing import Annotated
 
-import numpy as np
 import typer
 
 import streambp
 from streambp import hookimpl
 from streambp.atomic import atomic_path
 from streambp.errors import StreambpError
-from streambp.model import load
 
 __version__ = "0.1.0"
 
@@ -31,6 +29,8 @@ MIN_OPSET = 13  # Softmax works on one axis from opset 13
 
 def _plain(value):
     """A numpy scalar (a class label of a model built in Python) as a plain Python value, for JSON."""
+    import numpy as np
+
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
@@ -41,6 +41,7 @@ def to_onnx(model, opset=DEFAULT_OPSET):
     float32 [N, K]."""
     # Imported here: every installed plugin is imported whenever `streambp` starts, and onnx takes a
     # tenth of a second to import, which `streambp fit` should not pay.
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -92,7 +93,7 @@ def to_onnx(model, opset=DEFAULT_OPSET):
 
 def export(model_path, out_path, opset=DEFAULT_OPSET):
     """Write the ONNX graph of the model file model_path to out_path, atomically; return the model."""
-    model = load(model_path)
+    model = streambp.load(model_path)
     data = to_onnx(model, opset).SerializeToString()
     with atomic_path(out_path) as tmp:  # a temporary file beside out_path, renamed over it when complete
         with open(tmp, "wb") as f:

@@ -21,16 +21,15 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import streambp_onnx  # noqa: E402
 from streambp.model import Model, load  # noqa: E402
-from streambp.plugins import call_hook, describe_plugins, reset_plugin_manager  # noqa: E402
+from streambp.plugins import call_hook, reset_plugin_manager  # noqa: E402
+from streambp.registry import describe_plugins  # noqa: E402
 from streambp.train import FitConfig, fit  # noqa: E402
 
 ROWS, D, K = 300, 5, 3
 
 
-@pytest.fixture(autouse=True)
-def run_in_tmp_path(tmp_path, monkeypatch):
-    """Each test in its own directory, so default output paths never land in the checkout."""
-    monkeypatch.chdir(tmp_path)
+pytest_plugins = ["streambp.testing"]
+pytestmark = pytest.mark.usefixtures("run_in_tmp_path")  # default output paths never land in the checkout
 
 
 def blobs(seed=0):

@@ -5,8 +5,6 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -14,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import streambp
 from streambp.cli import app
-from streambp.plugins import get_plugin_manager, loggers
+from streambp.registry import loggers
 
 try:
     import streambp_tensorboard
@@ -22,33 +20,22 @@ except ImportError:  # not installed: import it from the plugin's folder
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import streambp_tensorboard
 
+pytest_plugins = ["streambp.testing"]  # register_plugin, blobs_parquet, run_in_tmp_path
+
 FAST = ["--threads", "1", "--batch-size", "16", "--hidden", "4"]
 
 
 @pytest.fixture(autouse=True)
-def plugin(tmp_path, monkeypatch):
+def plugin(run_in_tmp_path, register_plugin, monkeypatch):
     """The plugin registered (by its entry point when installed, else here for this test), run in tmp_path."""
-    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(streambp_tensorboard.ENV, raising=False)
-    pm = get_plugin_manager()
-    registered_here = not pm.is_registered(streambp_tensorboard)
-    if registered_here:
-        pm.register(streambp_tensorboard, name="tensorboard-test")
-    yield streambp_tensorboard
-    if registered_here:
-        pm.unregister(name="tensorboard-test")
+    return register_plugin(streambp_tensorboard, "tensorboard-test")
 
 
 @pytest.fixture
-def data(tmp_path):
+def data(blobs_parquet):
     """600 rows: float32 columns x0..x4 and an int64 label with 3 classes (Gaussian blobs)."""
-    rng = np.random.default_rng(0)
-    centers = rng.normal(0, 3, size=(3, 5))
-    y = rng.integers(0, 3, size=600)
-    X = (centers[y] + rng.normal(size=(600, 5))).astype(np.float32)
-    path = tmp_path / "blobs.parquet"
-    pq.write_table(pa.table({**{f"x{j}": X[:, j] for j in range(5)}, "label": y}), path, row_group_size=128)
-    return path
+    return blobs_parquet
 
 
 def fit(*args):
@@ -127,7 +114,7 @@ def test_step_scalars_at_global_step(tmp_path):
     log = streambp_tensorboard.TensorBoardLogger(log_dir=tmp_path / "tb")
     log.fit_start({"out": str(tmp_path / "m.npz")})
     for step, loss in [(16, 1.25), (32, 1.0), (48, 0.75)]:
-        log.step({"epoch": 1, "epochs": 1, "step": step, "rows": step * 16, "rows_total": 1000,
+        log.step_end({"epoch": 1, "epochs": 1, "step": step, "rows": step * 16, "rows_total": 1000,
                   "loss": loss, "rows_per_s": 100.0 * step})
     log.epoch_end({"epoch": 1, "epochs": 1, "train_loss": 0.5, "seconds": 1.0, "rows_per_s": 10.0,
                    "val_loss": float("nan")})

@@ -1,0 +1,4 @@
+"""`python -m streambp`: the streambp command."""
+from .cli import main
+
+main()

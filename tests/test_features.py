@@ -1,0 +1,176 @@
+"""Column roles, the pre-pass and the encoding of raw columns: fills, indicators, categorical slots, hashing."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from streambp.errors import StreambpError
+from streambp.features import DEFAULT_BUCKETS, MISSING, OTHER, Choices, FeatureSpec, scan
+from streambp.registry import open_source
+from streambp.stream import LabelEncoder, chunks
+
+
+def write(tmp_path, table, name="t.parquet", **kw):
+    path = tmp_path / name
+    pq.write_table(table, path, **kw)
+    return open_source(path)
+
+
+def raw_table(n=60):
+    rng = np.random.default_rng(0)
+    x = rng.normal(50, 10, n)
+    x[[3, 7]] = np.nan  # NaN counts as missing
+    mask = np.zeros(n, bool)
+    mask[5] = True  # and so does a null
+    color = np.array(["red", "green", "blue"])[rng.integers(0, 3, n)].astype(object)
+    color[[2, 9]] = None
+    return pa.table({
+        "row_id": pa.array(np.arange(n) + 1000),
+        "x": pa.array(x, mask=mask),
+        "count": pa.array(rng.integers(0, 5, n)),
+        "color": pa.array(color, type=pa.string()),
+        "flag": pa.array(rng.integers(0, 2, n).astype(bool)),
+        "when": pa.array(np.arange(n).astype("datetime64[D]")),
+        "blob": pa.array([b"x"] * n),
+        "label": pa.array(rng.integers(0, 2, n)),
+    })
+
+
+def test_roles_fill_indicator_vocabulary_and_ignored_columns_with_reasons(tmp_path):
+    source = write(tmp_path, raw_table())
+    labels, spec = scan(source, "label", Choices())
+    roles = {name: role for name, role, _ in spec.summary()}
+    assert roles == {"x": "numeric", "count": "numeric", "when": "numeric", "color": "categorical",
+                     "flag": "categorical", "row_id": "ignored", "blob": "ignored"}
+    reasons = {c.name: c.reason for c in spec.ignored}
+    assert "every value is different" in reasons["row_id"] and "binary" in reasons["blob"]
+    x = next(c for c in spec.numeric if c.name == "x")
+    values = raw_table()["x"].to_numpy(zero_copy_only=False)
+    finite = values[np.isfinite(values)]
+    assert x.nulls == 3 and x.indicator and x.fill == pytest.approx(finite.mean(), rel=1e-12)
+    assert [c.indicator for c in spec.numeric if c.name != "x"] == [False, False]
+    assert spec.features == ["x", "count", "when", "x missing"]
+    color = next(c for c in spec.categorical if c.name == "color")
+    assert color.values == ["blue", "green", "red"] and color.nulls == 2 and color.slots == 5
+    flag = next(c for c in spec.categorical if c.name == "flag")
+    assert flag.values == [False, True] and flag.offset == color.offset + color.slots or \
+        color.offset == flag.offset + flag.slots
+    assert spec.slots == 5 + 4
+    # the scaler: columns to mean 0 / variance 1, the indicator left as 0/1
+    assert spec.mean[-1] == 0 and spec.inv_std[-1] == 1
+    assert spec.inv_std[0] == pytest.approx(1 / finite.std(), rel=1e-9)
+
+
+def test_chunks_fill_missing_values_set_indicators_and_standardise(tmp_path):
+    table = raw_table()
+    source = write(tmp_path, table)
+    labels, spec = scan(source, "label", Choices())
+    (X, idx, y), = list(chunks(source, spec, LabelEncoder("label", labels.classes, labels.label_type), 64,
+                               np.float64))
+    x = table["x"].to_numpy(zero_copy_only=False)
+    missing = ~np.isfinite(x)
+    col = spec.features.index("x")
+    ind = spec.features.index("x missing")
+    assert np.array_equal(X[:, ind], missing.astype(float))
+    assert np.allclose(X[missing, col], 0.0)  # the mean, standardised
+    assert np.allclose(X[~missing, col], (x[~missing] - spec.mean[col]) * spec.inv_std[col])
+    when = table["when"].cast(pa.int32()).to_numpy()
+    j = spec.features.index("when")
+    assert np.allclose(X[:, j], (when - spec.mean[j]) * spec.inv_std[j])
+
+
+def test_categorical_slots_missing_other_and_unseen_values(tmp_path):
+    train = pa.table({"c": pa.array(["a", "b", "a", None, "c", "a", "b", "b"] * 5),
+                      "label": pa.array([0, 1] * 20)})
+    source = write(tmp_path, train)
+    _, spec = scan(source, "label", Choices(min_frequency=6))  # "c" is seen 5 times: rare
+    c, = spec.categorical
+    assert c.values == ["a", "b"] and c.distinct == 3
+    test = pa.table({"c": pa.array(["b", "zzz", None, "a", "c"]), "label": pa.array([0, 1, 0, 1, 0])})
+    (X, idx, y), = list(chunks(write(tmp_path, test, "u.parquet"), spec, None, 8, np.float32))
+    assert X.shape == (5, 0)
+    assert idx[:, 0].tolist() == [c.offset + 3, c.offset + OTHER, c.offset + MISSING, c.offset + 2,
+                                  c.offset + OTHER]
+
+
+def test_dictionary_columns_are_categorical_like_their_strings(tmp_path):
+    strings = pa.array(["x", "y", None, "x", "z"] * 6)
+    plain = write(tmp_path, pa.table({"c": strings, "label": pa.array([0, 1, 1] * 10)}), "p.parquet")
+    coded = write(tmp_path, pa.table({"c": strings.dictionary_encode(), "label": pa.array([0, 1, 1] * 10)}),
+                  "d.parquet")
+    _, spec = scan(plain, "label", Choices())
+    a = list(chunks(plain, spec, None, 64, np.float32))[0][1].copy()
+    b = list(chunks(coded, spec, None, 64, np.float32))[0][1].copy()
+    assert np.array_equal(a, b)
+
+
+def test_hashed_columns_are_stable_bounded_and_spread(tmp_path):
+    n = 4000
+    keys = pa.array([f"user-{i % 1500}" for i in range(n)])
+    source = write(tmp_path, pa.table({"k": keys, "label": pa.array(np.arange(n) % 2)}))
+    _, spec = scan(source, "label", Choices(hash_buckets=64))
+    c, = spec.categorical
+    assert c.values is None and c.slots == 65
+    (_, idx, _), = list(chunks(source, spec, None, n, np.float32))
+    slots = idx[:, 0]
+    assert slots.min() >= 1 and slots.max() <= 64
+    assert len(np.unique(slots)) == 64  # 1500 keys fill every bucket
+    # the same value always lands in the same bucket, also as large_string and in another process' order
+    big = write(tmp_path, pa.table({"k": keys.cast(pa.large_string())[::-1], "label": pa.array(np.arange(n) % 2)}),
+                "big.parquet")
+    (_, idx2, _), = list(chunks(big, spec, None, n, np.float32))
+    assert np.array_equal(idx2[::-1, 0], slots)
+
+
+def test_a_column_with_more_values_than_tracked_is_hashed(tmp_path, monkeypatch):
+    import streambp.features as features
+
+    monkeypatch.setattr(features, "TRACK_LIMIT", 50)
+    source = write(tmp_path, pa.table({"k": pa.array([f"v{i % 80}" for i in range(400)]),
+                                       "label": pa.array(np.arange(400) % 2)}))
+    _, spec = scan(source, "label", Choices())
+    c, = spec.categorical
+    assert c.values is None and c.buckets == DEFAULT_BUCKETS
+
+
+def test_user_choices_override_the_guess(tmp_path):
+    source = write(tmp_path, raw_table())
+    _, spec = scan(source, "label", Choices(ignore=["x", "when"], categorical=["count"], numeric=["row_id"]))
+    assert [c.name for c in spec.numeric] == ["row_id"]
+    assert sorted(c.name for c in spec.categorical) == ["color", "count", "flag"]
+    assert {c.name: c.reason for c in spec.ignored}["x"] == "--ignore"
+    with pytest.raises(StreambpError, match="--numeric column 'color' has type string"):
+        scan(source, "label", Choices(numeric=["color"]))
+    with pytest.raises(StreambpError, match="no feature column 'nope'"):
+        scan(source, "label", Choices(categorical=["nope"]))
+    with pytest.raises(StreambpError, match="is the label"):
+        scan(source, "label", Choices(ignore=["label"]))
+
+
+def test_spec_round_trips_through_metadata_and_rejects_tampering(tmp_path):
+    _, spec = scan(write(tmp_path, raw_table()), "label", Choices())
+    back = FeatureSpec.from_metadata(spec.to_metadata(), spec.mean, spec.inv_std)
+    assert back.features == spec.features and back.slots == spec.slots and back.to_metadata() == spec.to_metadata()
+    meta = spec.to_metadata()
+    meta["categorical"][1]["offset"] += 1
+    with pytest.raises(StreambpError, match="malformed"):
+        FeatureSpec.from_metadata(meta)
+    meta = spec.to_metadata()
+    meta["numeric"][0]["fill"] = float("nan")
+    with pytest.raises(StreambpError, match="malformed"):
+        FeatureSpec.from_metadata(meta)
+
+
+def test_all_string_table_has_features(tmp_path):
+    source = write(tmp_path, pa.table({"a": pa.array(["p", "q"] * 20), "b": pa.array(["u", "v", "w", "u"] * 10),
+                                       "label": pa.array(["yes", "no"] * 20)}))
+    labels, spec = scan(source, "label", Choices())
+    assert spec.width == 0 and [c.name for c in spec.categorical] == ["a", "b"] and spec.slots == 4 + 5
+
+
+def test_unknown_training_label_is_an_error_naming_file_and_row(tmp_path):
+    source = write(tmp_path, pa.table({"x": pa.array(np.arange(10.0)), "label": pa.array([0, 1] * 4 + [7, 0])}))
+    _, spec = scan(source, "label", Choices())
+    with pytest.raises(StreambpError, match=r"t.parquet: label column 'label' is 7, which is not a class of the "
+                                            r"model in row 8"):
+        list(chunks(source, spec, LabelEncoder("label", [0, 1], "int64", strict=True), 4, np.float32))
