@@ -103,6 +103,9 @@ FIELD_VALUES = {
     "input_column": st.none() | st.just("v") | JSON,
     "standardized": st.booleans() | JSON,
     "training": st.none() | st.dictionaries(st.text(max_size=3), JSON, max_size=2) | JSON,
+    "slots": st.integers(-1, 3) | JSON,
+    "inputs": st.dictionaries(st.sampled_from(["features", "categorical", "fills", "columns"]), JSON, max_size=3)
+    | JSON,
 }
 ARRAY = hnp.arrays(st.sampled_from([np.float16, np.float32, np.float64, np.int32, np.uint8, np.bool_, np.complex64]),
                    hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=60))
@@ -114,8 +117,8 @@ MEMBER = st.just(DELETE) | ARRAY | RIGHT_SHAPE
 
 
 def tamper(path, meta_changes, arrays):
-    m = small_model()
-    m.mean, m.inv_std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    m = Model.initialise([4, 5, 3], ["a", "b", "c"], ["f0", "f1", "f2", "f3"], seed=1, label_type="string",
+                         mean=np.zeros(4, np.float32), inv_std=np.ones(4, np.float32))
     meta = m.metadata()
     for k, v in meta_changes.items():
         meta.pop(k) if v is DELETE else meta.__setitem__(k, v)
