@@ -15,8 +15,7 @@ import sys
 
 import numpy as np
 
-from . import archive
-from .archive import Archive, BadArchive
+from .archive import Archive, BadArchive, write_archive
 from .atomic import current, locked
 from .errors import StreambpError
 from .model import Invalid, read_model
@@ -55,7 +54,7 @@ def save_checkpoint(run_dir, model, optimizer, state, best_theta=None, keep=3):
     if best_theta is not None:
         arrays["best_theta"] = best_theta
     path = os.path.join(run_dir, f"checkpoint-e{state['epoch']:04d}-s{state['steps']:09d}.npz")
-    archive.write(path, "state", meta, arrays, "the checkpoint", "Choose another --run-dir.")
+    write_archive(path, "state", meta, arrays, "the checkpoint", "Choose another --run-dir.")
     for old in checkpoints(run_dir)[:-keep]:
         os.remove(old)
     return path

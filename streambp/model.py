@@ -20,8 +20,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from . import archive
-from .archive import Archive, BadArchive
+from .archive import Archive, BadArchive, write_archive
 from .atomic import current
 from .errors import StreambpError
 from .features import FeatureSpec
@@ -192,7 +191,7 @@ class Model:
 
     def save(self, path, role="the model file"):
         """Write the model file atomically (temporary file, fsync, rename) through the output guard."""
-        archive.write(path, "metadata", self.metadata(), self.arrays(), role)
+        write_archive(path, "metadata", self.metadata(), self.arrays(), role)
 
 
 # The validator: one function per section of the format, each raising Invalid(what is wrong). A new format
