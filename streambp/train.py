@@ -166,7 +166,6 @@ def prepare(c, n_threads):
     resumed = None
     if c.resume:
         model, opt_state, resumed = load_latest(c.resume)
-        say_resumed(c, resumed)
         labels = LabelInfo(**resumed["labels"])
         if c.hidden is not None and list(c.hidden) != model.hidden:
             raise StreambpError(f"--hidden {','.join(map(str, c.hidden)) or 0} differs from the run in {c.resume}, "
@@ -189,6 +188,8 @@ def prepare(c, n_threads):
               (c.val_fraction, False) if c.val_fraction else None, skipping(c, c.bad_rows_out), n_threads, resumed["steps"] if resumed else 0)
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
+    if resumed:
+        say_resumed(c, resumed)  # once every check passed: a refused resume shows only its error
     return run, resumed
 
 
