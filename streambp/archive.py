@@ -18,7 +18,7 @@ class BadArchive(Exception):
     """What is wrong with an archive, for the caller's message ("PATH is not a ...: <what>")."""
 
 
-def write(path, meta_key, meta, arrays, role="the output", fix=None):
+def write_archive(path, meta_key, meta, arrays, role="the output", fix=None):
     """Write `arrays` and `meta` (JSON, as uint8 member `meta_key`) to the .npz `path`, atomically."""
     payload = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     with atomic_path(path, role, fix) as tmp, open(tmp, "wb") as f:

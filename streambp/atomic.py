@@ -48,10 +48,12 @@ def default_fix(role):
 
 
 class Guard:
-    """The inputs of one command (role, path), and what it holds until it ends (run-directory locks)."""
+    """The inputs and outputs of one command (role, path), and what it holds until it ends (run-directory
+    locks)."""
 
     def __init__(self):
         self.inputs = []
+        self.outputs = {}  # role: its first path (a role that writes many files, checkpoints, keeps one)
         self.stack = contextlib.ExitStack()
 
     def protect(self, paths, role):
@@ -63,7 +65,7 @@ class Guard:
 
     def check(self, path, role, fix=None):
         """Raise a StreambpError now if `path` cannot be written as `role` (e.g. "--out"): it is an input of
-        this command, a directory, or in a directory that does not exist."""
+        this command, another of its outputs, a directory, or in a directory that does not exist."""
         path = os.fspath(path)
         fix = fix or default_fix(role)
         for input_role, p in self.inputs:
@@ -71,6 +73,11 @@ class Guard:
                 named = "" if os.path.abspath(p) == os.path.abspath(path) else f" ({p})"
                 raise StreambpError(f"{role} {path} is {input_role}{named} of this command; writing it would "
                                     f"destroy it. {fix}")
+        for output_role, p in self.outputs.items():
+            if output_role != role and same_file(path, p):
+                raise StreambpError(f"{role} {path} is also {output_role} of this command; one would overwrite "
+                                    f"the other. {fix}")
+        self.outputs.setdefault(role, path)
         directory = os.path.dirname(os.path.realpath(path))
         if os.path.isdir(path):
             raise StreambpError(f"Cannot write {role} {path}: it is a directory. {fix}")
@@ -202,9 +209,9 @@ def make_dir(path, role):
         os.makedirs(path, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise StreambpError(f"{role} {path} is not a directory (a file of that name, or on its path, exists). "
-                            f"Choose another {role}.") from None
+                            f"{default_fix(role)}") from None
     except OSError as e:
-        raise StreambpError(f"Cannot create {role} {path}: {e.strerror}. Choose another {role}.") from None
+        raise StreambpError(f"Cannot create {role} {path}: {e.strerror}. {default_fix(role)}") from None
 
 
 def lock_holder(directory):
@@ -226,7 +233,7 @@ def locked(directory, role):
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise StreambpError(f"Cannot lock {role} {directory}: {e.strerror}. Choose another {role}.") from None
+        raise StreambpError(f"Cannot lock {role} {directory}: {e.strerror}. {default_fix(role)}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

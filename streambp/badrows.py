@@ -1,4 +1,5 @@
 """Rows rejected under `--on-bad-rows skip`: counted, and optionally written out with their origin."""
+import contextlib
 import threading
 
 import numpy as np
@@ -24,8 +25,7 @@ class BadRows:
         self.count = 0
         self.recording = True
         self._writer = None
-        self._atomic = None
-        self._tmp = None
+        self._files = contextlib.ExitStack()  # the atomic output, then its Parquet writer
         self._lock = threading.Lock()
 
     def add(self, f, row0, batch, rows):
@@ -40,25 +40,20 @@ class BadRows:
             rejected = rejected.append_column("_file", pa.array([str(f)] * len(rows)))
             rejected = rejected.append_column("_row", pa.array(row0 + np.asarray(rows, dtype=np.int64)))
             if self._writer is None:
-                self._atomic = atomic_path(self.out, "--bad-rows-out", guard=self.guard)
-                self._tmp = self._atomic.__enter__()
-                self._writer = pq.ParquetWriter(self._tmp, rejected.schema)
+                tmp = self._files.enter_context(atomic_path(self.out, "--bad-rows-out", guard=self.guard))
+                self._writer = self._files.enter_context(pq.ParquetWriter(tmp, rejected.schema))
             self._writer.write_table(rejected)
 
     def close(self):
         """Finish the output file (atomically renamed into place); call once, after the first epoch."""
         with self._lock:
             self.recording = False
-            if self._writer is not None:
-                self._writer.close()
-                self._atomic.__exit__(None, None, None)
-                self._writer = None
+            self._writer = None
+            self._files.close()
 
     def abort(self, error):
         """Drop the partial output file after `error` stopped the run."""
         with self._lock:
             self.recording = False
-            if self._writer is not None:
-                self._writer.close()
-                self._atomic.__exit__(type(error), error, error.__traceback__)
-                self._writer = None
+            self._writer = None
+            self._files.__exit__(type(error), error, error.__traceback__)

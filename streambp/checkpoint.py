@@ -15,8 +15,8 @@ import sys
 
 import numpy as np
 
-from .archive import Archive, BadArchive, write as write_archive
-from .atomic import current, locked
+from .archive import Archive, BadArchive, write_archive
+from .atomic import current, locked, make_dir
 from .errors import StreambpError
 from .model import Invalid, read_model
 
@@ -46,7 +46,7 @@ def lock(run_dir):
 
 def save_checkpoint(run_dir, model, optimizer, state, best_theta=None, keep=3):
     """Write the checkpoint of state["epoch"] and state["steps"]; drop all but the newest `keep`."""
-    os.makedirs(run_dir, exist_ok=True)
+    make_dir(run_dir, "--run-dir")
     opt = optimizer.state_dict()
     arrays = {**model.arrays(), **{f"optimizer.{k}": v for k, v in opt.items() if isinstance(v, np.ndarray)}}
     meta = {**state, "model": model.metadata(),

@@ -10,13 +10,17 @@ Model file (format version 3): a NumPy .npz archive, read with allow_pickle=Fals
             features.FeatureSpec.to_metadata}, "training": {...}}
   scaler_mean, scaler_inv_std  [D], only when "standardized": inputs are used as (x - mean) * inv_std
 Versions 1 and 2 (numeric columns only, nulls not filled) still load.
+
+Every loader (load, the checkpoint loader, --init) goes through read_model(): the archive's .npy headers are
+checked before any data is read (archive.py), then each section of the format by its own check_* function
+("PATH is not a usable streambp model: <what>"); a new format version adds its sections there.
 """
 import os
 
 import numpy as np
 import pyarrow as pa
 
-from .archive import Archive, BadArchive, write as write_archive
+from .archive import Archive, BadArchive, write_archive
 from .atomic import current
 from .errors import StreambpError
 from .features import FeatureSpec

@@ -261,7 +261,7 @@ def write_pages(run_dir, out_dir):
     run = read_run(run_dir)
     figure()  # matplotlib is there, before anything is written
     out_dir = os.fspath(out_dir or os.path.join(run_dir, "report"))
-    make_dir(out_dir, "the report directory (--out)")
+    make_dir(out_dir, "--out")
     data = series(run)
     plot_lines(data["loss"], "global step", "loss (cross-entropy)", os.path.join(out_dir, "loss.png"))
     plot_lines(data["accuracy"], "global step", "accuracy", os.path.join(out_dir, "accuracy.png"))

@@ -194,6 +194,8 @@ def prepare(c, n_threads):
     run.converge = converge
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
+    if resumed:
+        say_resumed(c, resumed)  # once every check passed: a refused resume shows only its error
     return run, resumed
 
 
@@ -203,8 +205,9 @@ def say_resumed(c, resumed):
     where = f"epoch {epoch}, {done:,} updates in" if done else f"the end of epoch {epoch}"
     print(f"Resuming from {resumed['checkpoint']} ({where}, step {resumed['steps']:,}).", file=sys.stderr)
     if not done and epoch >= c.epochs:
-        print(f"That run has finished its {c.epochs} epochs: nothing to train; the model is written again to "
-              f"{c.out}. To train more, resume with a larger --epochs.", file=sys.stderr)
+        again = f"; the model is written again to {c.out}" if c.out else ""
+        print(f"That run has finished its {c.epochs} epochs: nothing to train{again}. To train more, resume with "
+              "a larger --epochs.", file=sys.stderr)
 
 
 # Settings that decide which rows the n-th update of an epoch uses: a mid-epoch resume replays with them.

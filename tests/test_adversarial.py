@@ -110,6 +110,11 @@ def test_bad_rows_out_is_the_training_data(d):
     assert not (d / "m.npz").exists()
 
 
+def test_two_outputs_of_one_command_are_one_file(d):
+    attack(d, "fit", "base.parquet", "--epochs", "1", "--on-bad-rows", "skip", "--bad-rows-out", "./m.npz",
+           "--out", "m.npz", message="--bad-rows-out ./m.npz is also --out of this command")
+
+
 def test_out_is_the_val_data(d):
     shutil.copy(d / "base.parquet", d / "val.parquet")
     attack(d, "fit", "base.parquet", "--epochs", "1", "--val", "val.parquet", "--out", "val.parquet",
@@ -208,6 +213,15 @@ def test_disk_full_while_writing_a_checkpoint(d):
            preexec_fn=file_size_limit(4000), message=r"Cannot write the checkpoint r2/checkpoint-e0001-\S+: File "
                                                      r"too large\. Free space there, or choose another --run-dir\.")
     assert not (d / "m.npz").exists() and not [p for p in (d / "r2").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_out_that_is_a_directory(d):
+    (d / "adir").mkdir()
+    attack(d, "predict", "good.npz", "base.parquet", "--out", "adir", message="Cannot write --out adir: it is a "
+                                                                                "directory. Choose another --out.")
+    attack(d, "fit", "base.parquet", "--epochs", "1", "--out", "adir", message="Cannot write --out adir: it is a "
+                                                                                 "directory")
+    attack(d, "report", "run", "--out", "base.parquet", message="--out base.parquet is not a directory")
 
 
 def test_run_dir_that_is_a_file(d):
@@ -428,3 +442,13 @@ def test_report_survives_a_bad_byte_in_events(d):
         f.write(b"\n".join(lines))
     attack(d, "report", "run", code=0)
     assert (d / "run" / "report" / "index.html").exists()
+
+
+def test_the_guard_covers_one_fit_and_leaks_into_no_later_one(d):
+    """Python API: what one fit() read is not protected in the next one (a process-wide set would be)."""
+    from streambp.train import FitConfig, fit
+
+    shutil.copy(d / "base.parquet", d / "other.parquet")
+    fit(FitConfig(data=str(d / "base.parquet"), hidden=[3], epochs=1, out=str(d / "a.npz"), loggers=[]))
+    fit(FitConfig(data=str(d / "other.parquet"), hidden=[3], epochs=1, out=str(d / "base.parquet"), loggers=[]))
+    assert np.load(d / "base.parquet")["theta"].size == 5 * 3 + 3 + 3 * 3 + 3  # now a model file, as asked

@@ -275,3 +275,25 @@ def test_a_run_directory_of_another_run_is_refused(tmp_path, blob_file):
     fit(FitConfig(epochs=1, out=str(tmp_path / "m.npz"), **settings(blob_file)))
     fit(FitConfig(epochs=1, out=str(tmp_path / "m.npz"), **settings(blob_file)))  # within the same second
     assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+class NoState:
+    def state_dict(self):
+        return {"step": 0, "hyper": {}}
+
+
+def test_checkpoints_are_ordered_by_number_past_epoch_9999(tmp_path):
+    """As text, checkpoint-e10000 sorts before checkpoint-e9999: pruning deleted each new checkpoint."""
+    from streambp.model import Model
+
+    model = Model.initialise([2, 3, 2], [0, 1], ["a", "b"])
+    state = {"done": 0, "history": [], "labels": {}, "config": {}}
+    for epoch in (9998, 9999, 10000, 10001):
+        streambp.checkpoint.save_checkpoint(tmp_path, model, NoState(), {**state, "epoch": epoch, "steps": epoch * 7},
+                                            keep=2)
+    assert checkpoints(tmp_path) == ["checkpoint-e10000-s000070000.npz", "checkpoint-e10001-s000070007.npz"]
+    assert streambp.checkpoint.latest(tmp_path).endswith("checkpoint-e10001-s000070007.npz")
+    _, _, resumed = streambp.checkpoint.load_latest(tmp_path)
+    assert (resumed["epoch"], resumed["steps"]) == (10001, 70007)
+    (tmp_path / "checkpoint-e0002-s000000999.npz").write_bytes(b"")  # a higher step of a lower epoch is older
+    assert streambp.checkpoint.latest(tmp_path).endswith("checkpoint-e10001-s000070007.npz")

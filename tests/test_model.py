@@ -121,8 +121,8 @@ MEMBER = st.just(DELETE) | ARRAY | RIGHT_SHAPE
 
 
 def tamper(path, meta_changes, arrays):
-    m = small_model()
-    m.spec.mean, m.spec.inv_std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    m = Model.initialise([4, 5, 3], ["a", "b", "c"], ["f0", "f1", "f2", "f3"], seed=1, label_type="string",
+                         mean=np.zeros(4, np.float32), inv_std=np.ones(4, np.float32))
     meta = m.metadata()
     for k, v in meta_changes.items():
         meta.pop(k) if v is DELETE else meta.__setitem__(k, v)
