@@ -24,7 +24,8 @@ from streambp.errors import StreambpError
 __version__ = "0.1.0"
 
 DEFAULT_OPSET = 17
-MIN_OPSET = 13  # Softmax works on one axis from opset 13
+MIN_OPSET = 13  # Softmax on one axis, ReduceSum with its axes as an input
+ML_OPSET = 2  # ai.onnx.ml LabelEncoder with string and int64 keys
 
 
 def _plain(value):
@@ -37,54 +38,33 @@ def _plain(value):
 
 
 def to_onnx(model, opset=DEFAULT_OPSET):
-    """The onnx.ModelProto computing model.predict_proba: input "X" float32 [N, D], output "probabilities"
-    float32 [N, K]."""
+    """The onnx.ModelProto computing model.predict_proba: inputs as graph.py describes them, output
+    "probabilities" float32 [N, K]. Raises StreambpError for a model it cannot express (a hashed column)."""
     # Imported here: every installed plugin is imported whenever `streambp` starts, and onnx takes a
     # tenth of a second to import, which `streambp fit` should not pay.
-    import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
+
+    from .graph import build_graph
 
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise StreambpError(f"--opset must be between {MIN_OPSET} and {newest} (this onnx package's newest), "
                             f"got {opset}.")
-    D, K = model.sizes[0], model.sizes[-1]
-    initializers = []
-    nodes = []
-
-    def constant(name, array):
-        initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
-        return name
-
-    def node(op, inputs, output, **attributes):
-        nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
-        return output
-
-    x = "X"
-    if model.mean is not None:
-        x = node("Sub", [x, constant("mean", model.mean)], "centered")
-        x = node("Mul", [x, constant("inv_std", model.inv_std)], "standardized")
-    layers = model.layers
-    for n, (W, b) in enumerate(layers, start=1):
-        x = node("Gemm", [x, constant(f"W{n}", W), constant(f"b{n}", b)], f"z{n}", transB=1)
-        if n < len(layers):
-            x = node("Sigmoid", [x], f"a{n}")
-    node("Softmax", [x], "probabilities", axis=1)
-
-    graph = helper.make_graph(
-        nodes, "streambp",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", D])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", K])],
-        initializers)
+    graph, per_column = build_graph(model)
     opsets = [helper.make_opsetid("", opset)]
+    if any(n.domain == "ai.onnx.ml" for n in graph.node):
+        opsets.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
     sizes = "-".join(map(str, model.sizes))
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="streambp-onnx",
                               producer_version=__version__,
                               doc_string=f"streambp {sizes} network: class probabilities")
     proto.ir_version = helper.find_min_ir_version_for(opsets)  # readable by the oldest runtime that can
+    spec = model.spec
+    columns = [spec.input_column] if spec.input_column else [c.name for c in spec.numeric + spec.categorical]
     meta = {"classes": model.classes, "features": model.features, "label_type": model.label_type,
-            "input_column": model.input_column, "sizes": model.sizes, "standardized": model.mean is not None}
+            "input_column": model.input_column, "sizes": model.sizes, "standardized": model.mean is not None,
+            "inputs": [i.name for i in graph.input], "columns": columns, "per_column": per_column}
     helper.set_model_props(proto, {**{k: json.dumps(v, default=_plain) for k, v in meta.items()},
                                    "streambp_version": streambp.__version__})
     onnx.checker.check_model(proto, full_check=True)
