@@ -1,14 +1,10 @@
-"""`streambp export-onnx MODEL OUT.onnx`: a streambp model as an ONNX graph, for onnxruntime and the like.
-
-The graph (float32 throughout; a float64 model's parameters are rounded to float32):
-
-    X [N, D]  ->  Sub(mean), Mul(inv_std)       only for a model trained with --standardize
-              ->  Gemm(W_1, b_1, transB=1) -> Sigmoid  ...  for each hidden layer
-              ->  Gemm(W_L, b_L, transB=1) -> Softmax(axis=1)  ->  probabilities [N, K]
+"""`streambp export-onnx MODEL OUT.onnx`: a streambp model, with its preprocessing, as an ONNX graph for
+onnxruntime and the like (the graph itself: graph.py; the inputs a user feeds: README.md).
 
 Column k of "probabilities" is the class classes[k]. The model's metadata goes into the ONNX file's
 metadata_props, each value a JSON text: "classes", "features", "label_type", "input_column", "sizes",
-"standardized", and "streambp_version" (plain text).
+"standardized", "inputs" (the graph's input names), "columns" (the raw columns it reads, in order),
+"per_column" (whether it takes one input per column), and "streambp_version" (plain text).
 """
 import json
 import os
@@ -86,9 +82,19 @@ def export_onnx(
     out: Annotated[str, typer.Argument(help="ONNX file to write (replaced atomically).")],
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = DEFAULT_OPSET,
 ):
-    """Export MODEL as an ONNX graph: input X float32 [N, D], output probabilities [N, K]."""
+    """Export MODEL, with its preprocessing, as an ONNX graph: one input per column (categorical columns with
+    a "NAME missing" mask) or, without categorical columns, one matrix X; output probabilities [N, K]."""
+    from .graph import matrix_columns, takes_columns
+
     m = export(model, out, opset)
-    print(f"Wrote {os.fspath(out)}: {'-'.join(map(str, m.sizes))} network, input X [N, {m.sizes[0]}], output "
+    spec = m.spec
+    if takes_columns(spec):
+        inputs = (f"inputs: one per column ({', '.join(c.name for c in spec.numeric + spec.categorical)}), and a "
+                  "bool 'NAME missing' input per categorical column")
+    else:
+        columns = matrix_columns(spec)
+        inputs = f"input X [N, {len(columns)}] (columns {', '.join(columns)}; NaN where missing)"
+    print(f"Wrote {os.fspath(out)}: {'-'.join(map(str, m.sizes))} network, {inputs}, output "
           f"probabilities [N, {m.sizes[-1]}] for classes {m.classes}.")
 
 

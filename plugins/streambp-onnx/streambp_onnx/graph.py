@@ -23,6 +23,16 @@ def mask_name(column):
     return f"{column} missing"
 
 
+def takes_columns(spec):
+    """Whether the graph takes one input per column (else one matrix "X")."""
+    return bool(spec.categorical)
+
+
+def matrix_columns(spec):
+    """The columns of the matrix input X, in order."""
+    return spec.features if spec.input_column else [c.name for c in spec.numeric]
+
+
 class _Builder:
     """Nodes and initializers of a graph under construction."""
 
@@ -98,15 +108,13 @@ def numeric_inputs(g, spec, per_column):
     """The standardised numeric inputs [N, D], or None when D is 0."""
     from onnx import TensorProto
 
-    if spec.input_column:
-        x = g.input("X", TensorProto.FLOAT, ["N", spec.width])
-    elif not spec.numeric:
+    if not spec.input_column and not spec.numeric:
         return None
-    elif per_column:
+    if per_column:
         columns = [g.input(c.name, TensorProto.FLOAT, ["N", 1]) for c in spec.numeric]
         x = columns[0] if len(columns) == 1 else g.node("Concat", columns, "numeric", axis=1)
     else:
-        x = g.input("X", TensorProto.FLOAT, ["N", len(spec.numeric)])
+        x = g.input("X", TensorProto.FLOAT, ["N", len(matrix_columns(spec))])
     fills = [np.nan if c.fill is None else c.fill for c in spec.numeric]
     if not spec.input_column and not np.isnan(fills).all():  # models before format 3 have no fills
         nan = g.node("IsNaN", [x], "nan")
@@ -142,7 +150,7 @@ def build_graph(model):
 
     spec = model.spec
     refuse_hashed(spec)
-    per_column = bool(spec.categorical)
+    per_column = takes_columns(spec)
     g = _Builder()
     x = numeric_inputs(g, spec, per_column)
     layers = model.layers

@@ -1,6 +1,9 @@
 """streambp-onnx: exported graphs run in onnxruntime give model.predict_proba (with and without
---standardize, with 0, 1 and 2 hidden layers, float32 and float64 models); the metadata; the command line,
-through a Typer app that the plugin's register_commands hook fills (installed or not), and its user errors."""
+--standardize, with 0, 1 and 2 hidden layers, float32 and float64 models; on raw tables with string, bool,
+integer-code and numeric columns, nulls and unseen categories, one input per column; numeric tables with
+nulls through the one matrix X; models without numeric inputs); the metadata; hashed columns and clashing
+names refused; the command line, through a Typer app that the plugin's register_commands hook fills
+(installed or not) and as a real subprocess, and its user errors."""
 import importlib.metadata
 import json
 import os
@@ -132,6 +135,7 @@ def test_cli(app, tmp_path, data):
     assert result.exit_code == 0, result.output + "".join(traceback.format_exception(*result.exc_info))
     assert (tmp_path / "m.onnx").is_file()
     assert "Wrote" in result.output and "['cat', 'dog', 'eel']" in result.output
+    assert "input X [N, 5] (columns x0, x1, x2, x3, x4; NaN where missing)" in " ".join(result.output.split())
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []  # no temporary file left
 
 
@@ -314,6 +318,15 @@ def test_numeric_table_with_nulls_takes_one_matrix(tmp_path):
     assert json.loads(meta["columns"]) == ["x", "y"] and json.loads(meta["per_column"]) is False
     assert_allclose(probs, model.predict_proba(test), rtol=0, atol=1e-5)
     assert np.abs(probs[1] - probs[5]).max() < 1e-6 and np.abs(probs[1] - probs[6]).max() > 1e-3
+
+
+def test_cli_raw_table(app, tmp_path):
+    fit_raw(tmp_path)
+    result = invoke(app, "export-onnx", tmp_path / "m.npz", tmp_path / "m.onnx")
+    assert result.exit_code == 0, result.output + "".join(traceback.format_exception(*result.exc_info))
+    assert "inputs: one per column (x, y, city, flag, code), and a bool 'NAME missing' input per categorical " \
+           "column" in " ".join(result.output.split())
+    assert (tmp_path / "m.onnx").is_file()
 
 
 def test_hashed_column_refused(tmp_path):
