@@ -4,7 +4,8 @@ onnxruntime and the like (the graph itself: graph.py; the inputs a user feeds: R
 Column k of "probabilities" is the class classes[k]. The model's metadata goes into the ONNX file's
 metadata_props, each value a JSON text: "classes", "features", "label_type", "input_column", "sizes",
 "standardized", "inputs" (the graph's input names), "columns" (the raw columns it reads, in order),
-"per_column" (whether it takes one input per column), and "streambp_version" (plain text).
+"per_column" (whether it takes one input per column), "categorical" (the categorical columns, each with
+a "NAME missing" input), and "streambp_version" (plain text).
 """
 import json
 import os
@@ -60,7 +61,8 @@ def to_onnx(model, opset=DEFAULT_OPSET):
     columns = [spec.input_column] if spec.input_column else [c.name for c in spec.numeric + spec.categorical]
     meta = {"classes": model.classes, "features": model.features, "label_type": model.label_type,
             "input_column": model.input_column, "sizes": model.sizes, "standardized": model.mean is not None,
-            "inputs": [i.name for i in graph.input], "columns": columns, "per_column": per_column}
+            "inputs": [i.name for i in graph.input], "columns": columns, "per_column": per_column,
+            "categorical": [c.name for c in spec.categorical]}
     helper.set_model_props(proto, {**{k: json.dumps(v, default=_plain) for k, v in meta.items()},
                                    "streambp_version": streambp.__version__})
     onnx.checker.check_model(proto, full_check=True)

@@ -17,6 +17,7 @@ from streambp.features import MISSING, OTHER, TRACK_LIMIT
 
 OUTPUT = "probabilities"
 INTERNAL = "streambp/"  # prefix of every other value in the graph, so that no column name can clash
+CODE_TYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 
 
 def mask_name(column):
@@ -79,20 +80,16 @@ def categorical_slot(g, c):
     if c.value_type in ("string", "large_string"):
         value = g.input(c.name, TensorProto.STRING, ["N", 1])
         keys = {"keys_strings": list(c.values)}
-    else:
-        try:
-            elem_type = helper.np_dtype_to_tensor_dtype(np.dtype(c.value_type))
-        except TypeError:
-            elem_type = None
-        if elem_type is None or not (c.value_type == "bool" or np.issubdtype(np.dtype(c.value_type), np.integer)):
-            raise StreambpError(f"Categorical column {c.name!r} of the model holds {c.value_type} values; "
-                                "export-onnx handles string, boolean and integer categories. Retrain with the "
-                                "column cast to one of these.")
-        value = g.input(c.name, elem_type, ["N", 1])
+    elif c.value_type in CODE_TYPES:
+        value = g.input(c.name, helper.np_dtype_to_tensor_dtype(np.dtype(c.value_type)), ["N", 1])
         if c.value_type != "int64":
             value = g.node("Cast", [value], f"{c.name}/int64", to=TensorProto.INT64)
         # uint64 codes above 2^63 wrap as Cast wraps them
         keys = {"keys_int64s": np.asarray(c.values, dtype=c.value_type).astype(np.int64).tolist()}
+    else:
+        raise StreambpError(f"Categorical column {c.name!r} of the model holds {c.value_type} values; "
+                            "export-onnx handles string, boolean and integer categories. Retrain with the "
+                            "column cast to one of these.")
     missing = g.input(mask_name(c.name), TensorProto.BOOL, ["N", 1])
     if c.values:
         found = g.node("LabelEncoder", [value], f"{c.name}/code", domain="ai.onnx.ml",

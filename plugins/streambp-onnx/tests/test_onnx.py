@@ -320,6 +320,30 @@ def test_numeric_table_with_nulls_takes_one_matrix(tmp_path):
     assert np.abs(probs[1] - probs[5]).max() < 1e-6 and np.abs(probs[1] - probs[6]).max() > 1e-3
 
 
+def readme_recipe():
+    """The README's Python example: how to feed the graph a table."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    return text.split("```python\n")[1].split("```")[0]
+
+
+@pytest.mark.parametrize("columns", [["city", "x", "y", "flag", "code"], ["x", "y"]], ids=["per-column", "matrix"])
+def test_readme_recipe(tmp_path, columns):
+    """The README's example, run as it stands on a model.onnx and a new_rows.parquet, gives predict_proba."""
+    pq.write_table(raw_table().select([*columns, "label"]), tmp_path / "raw.parquet")
+    fit(FitConfig(data=str(tmp_path / "raw.parquet"), hidden=[8], epochs=2, batch_size=16, lr=0.5, threads=1,
+                  categorical=["code"] if "code" in columns else [], out=str(tmp_path / "m.npz"), loggers=[]))
+    model = load(tmp_path / "m.npz")
+    streambp_onnx.export(tmp_path / "m.npz", tmp_path / "model.onnx")
+    rows = unseen_rows().select(columns)
+    if "city" in columns:  # as Parquet files from pandas often hold strings
+        rows = rows.set_column(columns.index("city"), "city", rows["city"].dictionary_encode())
+    pq.write_table(rows, tmp_path / "new_rows.parquet")
+    namespace = {}
+    exec(readme_recipe(), namespace)  # reads model.onnx and new_rows.parquet in the current directory
+    assert_allclose(namespace["probabilities"], model.predict_proba(rows), rtol=0, atol=1e-5)
+    assert namespace["predicted"] == list(model.predict(rows))
+
+
 def test_cli_raw_table(app, tmp_path):
     fit_raw(tmp_path)
     result = invoke(app, "export-onnx", tmp_path / "m.npz", tmp_path / "m.onnx")
@@ -352,13 +376,17 @@ def test_hashed_column_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == files  # no temporary file left either
 
 
-def test_too_many_values_and_clashing_names():
-    """A column hashed because it had too many distinct values names the other fix; column names that
-    would clash in the graph are refused."""
+def test_other_refusals():
+    """A column hashed because it had too many distinct values names the other fix; a category type the
+    graph cannot look up and column names that would clash in the graph are refused."""
     many = Categorical("user", None, "string", buckets=1 << 16, distinct=TRACK_LIMIT + 1)
     model = Model.initialise([1, 2], classes=[0, 1], features=FeatureSpec([Numeric("a", 0.0)], [many]))
     with pytest.raises(StreambpError, match=r"'user' .* more than 262,144 distinct values, which streambp always "
                                             r"hashes: leave it out with --ignore user"):
+        streambp_onnx.to_onnx(model)
+    odd = Categorical("price", [0.5, 1.5], "double")  # not a type streambp makes categorical; a model file could
+    model = Model.initialise([1, 2], classes=[0, 1], features=FeatureSpec([Numeric("a", 0.0)], [odd]))
+    with pytest.raises(StreambpError, match="'price' of the model holds double values; export-onnx handles string"):
         streambp_onnx.to_onnx(model)
     for names in (["probabilities", "b"], ["a missing", "a"]):
         spec = FeatureSpec([Numeric(names[0], 0.0)], [Categorical(names[1], ["u"], "string")])
