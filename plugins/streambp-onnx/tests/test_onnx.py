@@ -24,6 +24,9 @@ from typer.testing import CliRunner
 # The package from this checkout, also when it is not installed (not in a conftest.py: streambp's own
 # tests import helpers from theirs as `conftest`, which a second conftest.py would shadow).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# streambp.cli, imported by test modules collected earlier, loads an installed copy through its entry point
+for name in [m for m in sys.modules if m == "streambp_onnx" or m.startswith("streambp_onnx.")]:
+    del sys.modules[name]
 import streambp_onnx  # noqa: E402
 from streambp.errors import StreambpError  # noqa: E402
 from streambp.features import TRACK_LIMIT, Categorical, FeatureSpec, Numeric  # noqa: E402
@@ -251,9 +254,11 @@ def fit_raw(tmp_path, hidden=(8,), **options):
     return tmp_path / "m.npz"
 
 
-@pytest.mark.parametrize("hidden", [(8,), ()], ids=["1-hidden", "0-hidden"])
-def test_raw_table_matches_predict_proba(tmp_path, hidden):
-    model = load(fit_raw(tmp_path, hidden))
+@pytest.mark.parametrize("hidden, dtype", [((8,), "float32"), ((), "float32"), ((8,), "float64")],
+                         ids=["1-hidden", "0-hidden", "float64"])
+def test_raw_table_matches_predict_proba(tmp_path, hidden, dtype):
+    model = load(fit_raw(tmp_path, hidden, dtype=dtype))
+    assert model.theta.dtype == dtype
     spec = model.spec
     assert [c.name for c in spec.categorical] == ["city", "flag", "code"]
     assert [(c.name, c.indicator) for c in spec.numeric] == [("x", True), ("y", False)]
@@ -280,7 +285,8 @@ def test_raw_table_matches_predict_proba(tmp_path, hidden):
     assert ((probs[1:6] > 0.02) & (probs[1:6] < 0.98)).all()
 
 
-def test_categorical_only_and_edge_columns(tmp_path):
+@pytest.mark.parametrize("opset", [13, streambp_onnx.DEFAULT_OPSET])
+def test_categorical_only_and_edge_columns(tmp_path, opset):
     """A model built in Python without numeric inputs (the first layer is the bag plus its bias), with a
     column whose every value was rare (all "other"), a uint8 code column and a dictionary-encoded one."""
     spec = FeatureSpec(categorical=[Categorical("rare", [], "string", offset=0),
@@ -292,7 +298,9 @@ def test_categorical_only_and_edge_columns(tmp_path):
                       "level": pa.array([3, 7, 200, 9, None], pa.uint8()),
                       "colour": pa.array(["red", "blue", None, "green", "red"]).dictionary_encode()})
     path = tmp_path / "m.onnx"
-    path.write_bytes(streambp_onnx.to_onnx(model).SerializeToString())
+    proto = streambp_onnx.to_onnx(model, opset)
+    assert {(o.domain, o.version) for o in proto.opset_import} == {("", opset), ("ai.onnx.ml", 2)}
+    path.write_bytes(proto.SerializeToString())
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [(i.name, i.type) for i in session.get_inputs()] == [
         ("rare", "tensor(string)"), ("rare missing", "tensor(bool)"), ("level", "tensor(uint8)"),
@@ -359,7 +367,7 @@ def test_hashed_column_refused(tmp_path):
     model = fit_raw(tmp_path, hash_buckets=32)
     before = model.read_bytes()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                                        *sys.path])}
+                                                        *filter(None, sys.path)])}
     (tmp_path / "old.onnx").write_bytes(b"previous")
     files = sorted(p.name for p in tmp_path.iterdir())
     for out in (tmp_path / "m.onnx", tmp_path / "old.onnx"):
