@@ -91,13 +91,22 @@ def export_onnx(
     m = export(model, out, opset)
     spec = m.spec
     if takes_columns(spec):
-        inputs = (f"inputs: one per column ({', '.join(c.name for c in spec.numeric + spec.categorical)}), and a "
+        inputs = (f"inputs: one per column ({_some(c.name for c in spec.numeric + spec.categorical)}), and a "
                   "bool 'NAME missing' input per categorical column")
+    elif spec.input_column:
+        inputs = f"input X [N, {spec.width}] (the values of list column {spec.input_column})"
     else:
         columns = matrix_columns(spec)
-        inputs = f"input X [N, {len(columns)}] (columns {', '.join(columns)}; NaN where missing)"
+        inputs = f"input X [N, {len(columns)}] (columns {_some(columns)}; NaN where missing)"
     print(f"Wrote {os.fspath(out)}: {'-'.join(map(str, m.sizes))} network, {inputs}, output "
           f"probabilities [N, {m.sizes[-1]}] for classes {m.classes}.")
+
+
+def _some(names, shown=8):
+    """Up to `shown` names, then how many more."""
+    names = list(names)
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 @hookimpl

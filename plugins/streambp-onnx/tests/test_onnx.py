@@ -361,6 +361,24 @@ def test_cli_raw_table(app, tmp_path):
     assert (tmp_path / "m.onnx").is_file()
 
 
+def test_list_column_model(app, tmp_path):
+    """A model of one list column takes X [N, D], the list's values."""
+    X, y = blobs()
+    pq.write_table(pa.table({"v": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), D), "label": y}),
+                   tmp_path / "list.parquet")
+    fit(FitConfig(data=str(tmp_path / "list.parquet"), features=["v"], hidden=[8], epochs=2, batch_size=16,
+                  lr=0.5, threads=1, out=str(tmp_path / "m.npz"), loggers=[]))
+    model = load(tmp_path / "m.npz")
+    assert model.input_column == "v"
+    result = invoke(app, "export-onnx", tmp_path / "m.npz", tmp_path / "m.onnx")
+    assert result.exit_code == 0, result.output
+    assert "input X [N, 5] (the values of list column v)" in " ".join(result.output.split())
+    X1, _ = blobs(seed=1)
+    probs, meta = run_onnx(tmp_path / "m.onnx", X1)
+    assert json.loads(meta["columns"]) == ["v"]
+    assert_allclose(probs, model.predict_proba(X1), rtol=0, atol=1e-5)
+
+
 def test_hashed_column_refused(tmp_path):
     """The real command on a model with a hashed column: exit 2, one paragraph naming the column and the fix,
     no traceback, no output file, the model file and an existing output file unchanged."""
