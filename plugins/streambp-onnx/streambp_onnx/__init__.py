@@ -1,14 +1,11 @@
-"""`streambp export-onnx MODEL OUT.onnx`: a streambp model as an ONNX graph, for onnxruntime and the like.
-
-The graph (float32 throughout; a float64 model's parameters are rounded to float32):
-
-    X [N, D]  ->  Sub(mean), Mul(inv_std)       only for a model trained with --standardize
-              ->  Gemm(W_1, b_1, transB=1) -> Sigmoid  ...  for each hidden layer
-              ->  Gemm(W_L, b_L, transB=1) -> Softmax(axis=1)  ->  probabilities [N, K]
+"""`streambp export-onnx MODEL OUT.onnx`: a streambp model, with its preprocessing, as an ONNX graph for
+onnxruntime and the like (the graph itself: graph.py; the inputs a user feeds: README.md).
 
 Column k of "probabilities" is the class classes[k]. The model's metadata goes into the ONNX file's
 metadata_props, each value a JSON text: "classes", "features", "label_type", "input_column", "sizes",
-"standardized", and "streambp_version" (plain text).
+"standardized", "inputs" (the graph's input names), "columns" (the raw columns it reads, in order),
+"per_column" (whether it takes one input per column), "categorical" (the categorical columns, each with
+a "NAME missing" input), and "streambp_version" (plain text).
 """
 import json
 import os
@@ -24,7 +21,8 @@ from streambp.errors import StreambpError
 __version__ = "0.1.0"
 
 DEFAULT_OPSET = 17
-MIN_OPSET = 13  # Softmax works on one axis from opset 13
+MIN_OPSET = 13  # Softmax on one axis, ReduceSum with its axes as an input
+ML_OPSET = 2  # ai.onnx.ml LabelEncoder with string and int64 keys
 
 
 def _plain(value):
@@ -37,54 +35,34 @@ def _plain(value):
 
 
 def to_onnx(model, opset=DEFAULT_OPSET):
-    """The onnx.ModelProto computing model.predict_proba: input "X" float32 [N, D], output "probabilities"
-    float32 [N, K]."""
+    """The onnx.ModelProto computing model.predict_proba: inputs as graph.py describes them, output
+    "probabilities" float32 [N, K]. Raises StreambpError for a model it cannot express (a hashed column)."""
     # Imported here: every installed plugin is imported whenever `streambp` starts, and onnx takes a
     # tenth of a second to import, which `streambp fit` should not pay.
-    import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
+
+    from .graph import build_graph
 
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise StreambpError(f"--opset must be between {MIN_OPSET} and {newest} (this onnx package's newest), "
                             f"got {opset}.")
-    D, K = model.sizes[0], model.sizes[-1]
-    initializers = []
-    nodes = []
-
-    def constant(name, array):
-        initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
-        return name
-
-    def node(op, inputs, output, **attributes):
-        nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
-        return output
-
-    x = "X"
-    if model.mean is not None:
-        x = node("Sub", [x, constant("mean", model.mean)], "centered")
-        x = node("Mul", [x, constant("inv_std", model.inv_std)], "standardized")
-    layers = model.layers
-    for n, (W, b) in enumerate(layers, start=1):
-        x = node("Gemm", [x, constant(f"W{n}", W), constant(f"b{n}", b)], f"z{n}", transB=1)
-        if n < len(layers):
-            x = node("Sigmoid", [x], f"a{n}")
-    node("Softmax", [x], "probabilities", axis=1)
-
-    graph = helper.make_graph(
-        nodes, "streambp",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", D])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", K])],
-        initializers)
+    graph, per_column = build_graph(model)
     opsets = [helper.make_opsetid("", opset)]
+    if any(n.domain == "ai.onnx.ml" for n in graph.node):
+        opsets.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
     sizes = "-".join(map(str, model.sizes))
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="streambp-onnx",
                               producer_version=__version__,
                               doc_string=f"streambp {sizes} network: class probabilities")
     proto.ir_version = helper.find_min_ir_version_for(opsets)  # readable by the oldest runtime that can
+    spec = model.spec
+    columns = [spec.input_column] if spec.input_column else [c.name for c in spec.numeric + spec.categorical]
     meta = {"classes": model.classes, "features": model.features, "label_type": model.label_type,
-            "input_column": model.input_column, "sizes": model.sizes, "standardized": model.mean is not None}
+            "input_column": model.input_column, "sizes": model.sizes, "standardized": model.mean is not None,
+            "inputs": [i.name for i in graph.input], "columns": columns, "per_column": per_column,
+            "categorical": [c.name for c in spec.categorical]}
     helper.set_model_props(proto, {**{k: json.dumps(v, default=_plain) for k, v in meta.items()},
                                    "streambp_version": streambp.__version__})
     onnx.checker.check_model(proto, full_check=True)
@@ -106,10 +84,29 @@ def export_onnx(
     out: Annotated[str, typer.Argument(help="ONNX file to write (replaced atomically).")],
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = DEFAULT_OPSET,
 ):
-    """Export MODEL as an ONNX graph: input X float32 [N, D], output probabilities [N, K]."""
+    """Export MODEL, with its preprocessing, as an ONNX graph: one input per column (categorical columns with
+    a "NAME missing" mask) or, without categorical columns, one matrix X; output probabilities [N, K]."""
+    from .graph import matrix_columns, takes_columns
+
     m = export(model, out, opset)
-    print(f"Wrote {os.fspath(out)}: {'-'.join(map(str, m.sizes))} network, input X [N, {m.sizes[0]}], output "
+    spec = m.spec
+    if takes_columns(spec):
+        inputs = (f"inputs: one per column ({_some(c.name for c in spec.numeric + spec.categorical)}), and a "
+                  "bool 'NAME missing' input per categorical column")
+    elif spec.input_column:
+        inputs = f"input X [N, {spec.width}] (the values of list column {spec.input_column})"
+    else:
+        columns = matrix_columns(spec)
+        inputs = f"input X [N, {len(columns)}] (columns {_some(columns)}; NaN where missing)"
+    print(f"Wrote {os.fspath(out)}: {'-'.join(map(str, m.sizes))} network, {inputs}, output "
           f"probabilities [N, {m.sizes[-1]}] for classes {m.classes}.")
+
+
+def _some(names, shown=8):
+    """Up to `shown` names, then how many more."""
+    names = list(names)
+    more = f", ... ({len(names)} in all)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 @hookimpl
