@@ -60,7 +60,7 @@ def data(tmp_path):
 
 
 def train(data, path, hidden=(8,), standardize=False, dtype="float32"):
-    fit(FitConfig(data=str(data), hidden=list(hidden), epochs=2, batch_size=16, lr=0.5, threads=1,
+    fit(FitConfig(data=str(data), hidden=list(hidden), epochs=2, batch_size=16, lr=0.5, optimizer="sgd", threads=1,
                   standardize=standardize, dtype=dtype, out=str(path), loggers=[]))
     return path
 
@@ -250,6 +250,7 @@ def column_feeds(session, table):
 def fit_raw(tmp_path, hidden=(8,), **options):
     pq.write_table(raw_table(), tmp_path / "raw.parquet")
     fit(FitConfig(data=str(tmp_path / "raw.parquet"), hidden=list(hidden), epochs=2, batch_size=16, lr=0.5,
+                  optimizer="sgd",
                   threads=1, categorical=["code"], out=str(tmp_path / "m.npz"), loggers=[], **options))
     return tmp_path / "m.npz"
 
@@ -315,7 +316,8 @@ def test_numeric_table_with_nulls_takes_one_matrix(tmp_path):
     where missing: the graph fills them and appends the missing indicators (D = Dn + 1 here)."""
     table = raw_table().select(["x", "y", "label"])
     pq.write_table(table, tmp_path / "num.parquet")
-    fit(FitConfig(data=str(tmp_path / "num.parquet"), hidden=[8], epochs=2, batch_size=16, lr=0.5, threads=1,
+    fit(FitConfig(data=str(tmp_path / "num.parquet"), hidden=[8], epochs=2, batch_size=16, lr=0.5,
+                  optimizer="sgd", threads=1,
                   out=str(tmp_path / "m.npz"), loggers=[]))
     model = load(tmp_path / "m.npz")
     assert model.features == ["x", "y", "x missing"]
@@ -338,7 +340,8 @@ def readme_recipe():
 def test_readme_recipe(tmp_path, columns):
     """The README's example, run as it stands on a model.onnx and a new_rows.parquet, gives predict_proba."""
     pq.write_table(raw_table().select([*columns, "label"]), tmp_path / "raw.parquet")
-    fit(FitConfig(data=str(tmp_path / "raw.parquet"), hidden=[8], epochs=2, batch_size=16, lr=0.5, threads=1,
+    fit(FitConfig(data=str(tmp_path / "raw.parquet"), hidden=[8], epochs=2, batch_size=16, lr=0.5,
+                  optimizer="sgd", threads=1,
                   categorical=["code"] if "code" in columns else [], out=str(tmp_path / "m.npz"), loggers=[]))
     model = load(tmp_path / "m.npz")
     streambp_onnx.export(tmp_path / "m.npz", tmp_path / "model.onnx")
