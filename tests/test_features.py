@@ -174,3 +174,11 @@ def test_unknown_training_label_is_an_error_naming_file_and_row(tmp_path):
     with pytest.raises(StreambpError, match=r"t.parquet: label column 'label' is 7, which is not a class of the "
                                             r"model in row 8"):
         list(chunks(source, spec, LabelEncoder("label", [0, 1], "int64", strict=True), 4, np.float32))
+
+
+def test_an_empty_csv_field_is_a_missing_category_not_a_value(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("color,label\nred,0\n,1\nblue,0\nred,1\n")
+    _, spec = scan(open_source(path), "label", Choices())
+    c, = spec.categorical
+    assert c.values == ["blue", "red"] and c.nulls == 1

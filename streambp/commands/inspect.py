@@ -27,6 +27,12 @@ def command(
     inputs = f"column {m.input_column!r} ({len(m.features)} values)" if m.input_column else \
         f"{', '.join(m.features[:10])}{' ...' if len(m.features) > 10 else ''}"
     print(f"features      {len(m.features)}: {inputs}")
+    rows = m.spec.summary()
+    if m.spec.categorical or m.spec.ignored or m.spec.indicators:
+        width = max(len(name) for name, _, _ in rows)
+        print("columns")
+        for name, role, detail in rows:
+            print(f"  {name.ljust(width)}  {role:<11}  {detail}".rstrip())
     if t:
         c = t.get("config", {})
         print(f"trained on    {c.get('data')} ({t.get('rows', 0):,} rows), {c.get('epochs')} epochs, batch "
@@ -34,4 +40,8 @@ def command(
         for h in t.get("history", [])[-3:]:
             extra = f", val accuracy {h['val_accuracy']:.4f}" if "val_accuracy" in h else ""
             print(f"epoch {h['epoch']:<7} train loss {h['train_loss']:.4f}{extra}")
+        if t.get("best_epoch"):
+            print(f"kept          the weights of epoch {t['best_epoch']} (lowest validation loss, --early-stopping)")
+        if t.get("converged_epoch"):
+            print(f"stopped       after epoch {t['converged_epoch']}: the training loss had settled")
         print(f"streambp      {t.get('streambp_version')}, format version {meta['format_version']}")

@@ -180,7 +180,8 @@ class CsvSource:
     def _open(self, file, column_types, columns=None):
         read = pcsv.ReadOptions(block_size=self.block_size, autogenerate_column_names=not self.header)
         parse = pcsv.ParseOptions(delimiter=self._delimiter(file))
-        convert = pcsv.ConvertOptions(column_types=column_types, include_columns=columns)
+        # an empty field is a null in a string column too (as pandas writes missing values), not a category ""
+        convert = pcsv.ConvertOptions(column_types=column_types, include_columns=columns, strings_can_be_null=True)
         try:
             return pcsv.open_csv(file, read_options=read, parse_options=parse, convert_options=convert)
         except (pa.ArrowException, OSError) as e:
