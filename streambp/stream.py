@@ -176,7 +176,7 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=No
     ok = np.empty(READ_ROWS, dtype=np.bool_)
     batch_idx = np.empty((READ_ROWS, C), dtype=np.int32)
     strict = encoder is not None and encoder.strict and bad_rows is None
-    columns = spec.columns + ([encoder.column] if encoder else [])
+    columns = list(dict.fromkeys(spec.columns + ([encoder.column] if encoder else [])))  # a label may be a feature
     k = pos = 0
 
     def emit(n):

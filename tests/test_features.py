@@ -182,3 +182,11 @@ def test_an_empty_csv_field_is_a_missing_category_not_a_value(tmp_path):
     _, spec = scan(open_source(path), "label", Choices())
     c, = spec.categorical
     assert c.values == ["blue", "red"] and c.nulls == 1
+
+
+def test_a_label_that_is_also_a_feature_of_the_model_is_read_once(tmp_path):
+    # `evaluate MODEL DATA --label COL` where COL is one of the model's inputs: one column, read once
+    source = write(tmp_path, pa.table({"c": pa.array(["a", "b", "a", "b"] * 5), "label": pa.array([0, 1] * 10)}))
+    _, spec = scan(source, "label", Choices())
+    (X, idx, y), = list(chunks(source, spec, LabelEncoder("c", ["a", "b"], "string"), 64, np.float32))
+    assert y.tolist() == [0, 1] * 10 and (idx[:, 0] - spec.categorical[0].offset).tolist() == [2, 3] * 10
