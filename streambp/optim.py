@@ -150,11 +150,14 @@ class Optimizer:
         """A lazy (sparse) step on the rows `rows` [R] (unique, int64) of the 2-D parameter table [V, O]
         given their gradients grads [R, O], for an optimizer built with theta = table.ravel().
 
-        Those rows of the parameters and of every state array are gathered into contiguous copies, the
-        elementwise _update runs on them (self.t counts one step, as step() does) and they are scattered
-        back: the same as a dense step on the [R, O] sub-problem. Other rows and their state do not change.
+        Those rows of the parameters and of every state array are gathered into the buffers of a shadow
+        optimizer of the same class (padded to a power of two with zero gradients), its elementwise _update
+        runs on them (self.t counts one step, as step() does) and they are scattered back: the same as a dense
+        step on the [R, O] sub-problem. Other rows and their state do not change.
         """
         import numpy as np
+
+        from .kernels.table import gather_rows, scatter_rows
 
         rows = np.asarray(rows)
         if table.ndim != 2 or table.size != self.shape[0] or table.dtype != self.dtype:
@@ -163,22 +166,36 @@ class Optimizer:
         if rows.ndim != 1 or rows.dtype != np.int64 or grads.shape != (rows.size, table.shape[1]):
             raise ValueError(f"rows must be int64 [R] and grads [R, {table.shape[1]}]; got rows {rows.shape} "
                              f"of {rows.dtype} and grads {grads.shape}")
-        shape = table.shape
-        full = self.state
-        sub = {k: np.ascontiguousarray(v.reshape(shape)[rows]).ravel() for k, v in full.items()}
-        theta = np.ascontiguousarray(table[rows]).ravel()
-        dtheta = np.ascontiguousarray(grads, dtype=self.dtype).ravel()
-        self.state = sub
-        self._prepare()
+        R, O = rows.size, table.shape[1]
+        shadow = self._shadow(R, O)
+        n = R * O
+        theta, dtheta = shadow.rows_theta, shadow.rows_grad
+        gather_rows(theta, table, rows)
+        dtheta[:n] = grads.ravel()
+        dtheta[n:] = 0  # the padding rows get a zero gradient; their result is not copied back
+        for k, full in self.state.items():
+            gather_rows(shadow.state[k], full.reshape(-1, O), rows)
         self.t += 1
-        try:
-            self._update(theta, dtheta, lr)
-        finally:
-            self.state = full
-            self._prepare()
-        table[rows] = theta.reshape(-1, shape[1])
-        for k, v in sub.items():
-            full[k].reshape(shape)[rows] = v.reshape(-1, shape[1])
+        shadow.t = self.t
+        shadow._update(theta, dtheta, lr)
+        scatter_rows(table, theta, rows)
+        for k, full in self.state.items():
+            scatter_rows(full.reshape(-1, O), shadow.state[k], rows)
+
+    def _shadow(self, R, O):
+        """An optimizer of this class and hyper-parameters over a buffer of `cap` rows (the power of two at
+        or above R), whose parameters, gradient and state step_rows gathers the touched rows into: built once
+        per size, so a step pays for no allocation or set-up."""
+        import numpy as np
+
+        cap = 1 << max(R - 1, 0).bit_length()
+        shadows = self.__dict__.setdefault("_shadows", {})
+        if (cap, O) not in shadows:
+            shadow = type(self)(np.zeros(cap * O, self.dtype), **self.hyper)
+            shadow.rows_theta = np.zeros(cap * O, self.dtype)
+            shadow.rows_grad = np.zeros(cap * O, self.dtype)
+            shadows[(cap, O)] = shadow
+        return shadows[(cap, O)]
 
     def state_dict(self):
         return {"step": self.t, **{k: v.copy() for k, v in self.state.items()}, "hyper": dict(self.hyper)}
