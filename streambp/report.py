@@ -207,6 +207,15 @@ figure { display: inline-block; margin: 0.5em; vertical-align: top; max-width: 1
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }"""
 
 
+def kept(end):
+    """Which epoch's weights the model file holds, from the fit_end event."""
+    if end.get("best_epoch"):
+        return f"epoch {end['best_epoch']} (lowest validation loss, --early-stopping)"
+    if end.get("converged_epoch"):
+        return f"epoch {end['converged_epoch']}, the last (the training loss had settled)"
+    return "the last epoch's"
+
+
 def page(run, data):
     """index.html: the summary, the images, the per-epoch table and the configuration, all escaped."""
     start, last = run.starts[-1], (run.epochs[-1] if run.epochs else {})
@@ -221,6 +230,7 @@ def page(run, data):
         ("last validation accuracy", number(val[-1] if val else None, ".4f")),
         ("final train loss", number(last_loss, ".4f")), ("training time (wall, s)", number(run.seconds, ".1f")),
         ("threads", ", ".join(dict.fromkeys(str(s.get("threads")) for s in run.starts))),
+        ("weights kept", kept(run.ends[-1]) if finished else "-"),
         ("classes", ", ".join(map(str, start.get("classes", [])))), ("resumes", len(run.starts) - 1)])
     epochs = table([c[0] for c in EPOCH_COLUMNS], [[number(e.get(key), spec) for _, key, spec in EPOCH_COLUMNS]
                                                     for e in run.epochs])

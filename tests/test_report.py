@@ -182,6 +182,21 @@ def test_fit_then_report_mnist(tmp_path, mnist_train):
     assert (tmp_path / "run" / "report" / "confusion.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_the_report_says_which_epochs_weights_early_stopping_kept(tmp_path, blob_file):
+    from streambp.model import load
+
+    # a rate so large that the validation loss rises after the first epochs: an earlier epoch is kept
+    invoke("fit", blob_file, "--hidden", "8", "--epochs", "12", "--optimizer", "sgd", "--lr", "50",
+           "--no-standardize", "--val-fraction", "0.3", "--early-stopping", "2", "--run-dir", tmp_path / "run",
+           "--out", tmp_path / "m.npz")
+    training = load(tmp_path / "m.npz").training
+    best = training["best_epoch"]
+    assert best < len(training["history"])  # not simply the last epoch
+    invoke("report", tmp_path / "run")
+    page = (tmp_path / "run" / "report" / "index.html").read_text()
+    assert f"epoch {best} (lowest validation loss" in page
+
+
 def test_help():
     assert "report" in invoke("--help").output
     assert "--out" in invoke("report", "--help").output
