@@ -129,3 +129,14 @@ def test_unseen_values_share_the_other_slot_and_a_null_number_is_the_mean(tmp_pa
     j, k = model.features.index("amount"), model.features.index("amount missing")
     assert X[2, j] == X[3, j] == 0.0 and (X[2, k], X[3, k]) == (1.0, 0.0)
     assert np.array_equal(np.delete(X[2], k), np.delete(X[3], k)) and np.array_equal(idx[2], idx[3])
+
+
+def test_an_epoch_that_learns_nothing_says_so_with_the_fixes(tmp_path):
+    train = write(pa.table(raw_frame(600, 0)), tmp_path / "train.parquet")
+    proc = streambp_cli("fit", train, "--label", "label", "--epochs", "2", "--optimizer", "sgd", "--lr", "1e-9",
+                        "--out", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stdout.splitlines() if ln.startswith("Warning: The training loss")]
+    assert len(warnings) == 2 and all("--lr 1e-09" in w and "--epochs" in w for w in warnings)
+    learned = streambp_cli("fit", train, "--label", "label", "--epochs", "2", "--out", tmp_path / "n.npz")
+    assert learned.returncode == 0 and "Warning" not in learned.stdout
