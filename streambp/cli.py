@@ -8,7 +8,7 @@ import sys
 import typer
 
 from . import __version__
-from .errors import StreambpError
+from .errors import StreambpError, printable
 
 app = typer.Typer(help="Train fully-connected networks on datasets larger than memory.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False, add_completion=False)
@@ -25,7 +25,8 @@ def user_errors(fn):
             from rich.console import Console
             from rich.markup import escape
 
-            Console(stderr=True).print(f"[bold red]Error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            Console(stderr=True).print(f"[bold red]Error:[/] {escape(printable(str(e)))}", highlight=False,
+                                       soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper

@@ -53,9 +53,10 @@ class LabelEncoder:
 def column_values(arr, dtype):
     """A numeric, boolean, decimal or temporal column as a contiguous numpy array of dtype, NaN where null."""
     t = arr.type
-    if not arr.null_count and (pa.types.is_floating(t) or pa.types.is_integer(t)):
-        return np.ascontiguousarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
-    return np.ascontiguousarray(numbers(arr), dtype=dtype)
+    with np.errstate(over="ignore"):  # a value beyond dtype's range becomes inf: a bad value, reported as one
+        if not arr.null_count and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+            return np.ascontiguousarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+        return np.ascontiguousarray(numbers(arr), dtype=dtype)
 
 
 class BatchDecoder:
@@ -123,7 +124,7 @@ class BatchDecoder:
             finite_rows(ok, X)
         elif bad >= 0:
             i, j = divmod(int(bad), self.spec.width)
-            value = "null or NaN" if np.isnan(X[i, j]) else "infinite"
+            value = "null or NaN" if np.isnan(X[i, j]) else f"infinite (or beyond {self.dtype}'s range)"
             raise StreambpError(f"{f}: feature {self.spec.features[j]!r} is {value} in row {row0 + start + i}; "
                                 "features must be finite numbers (or skip such rows with --on-bad-rows skip).")
         if self.spec.mean is not None:

@@ -452,3 +452,22 @@ def test_the_guard_covers_one_fit_and_leaks_into_no_later_one(d):
     fit(FitConfig(data=str(d / "base.parquet"), hidden=[3], epochs=1, out=str(d / "a.npz"), loggers=[]))
     fit(FitConfig(data=str(d / "other.parquet"), hidden=[3], epochs=1, out=str(d / "base.parquet"), loggers=[]))
     assert np.load(d / "base.parquet")["theta"].size == 5 * 3 + 3 + 3 * 3 + 3  # now a model file, as asked
+
+
+def test_terminal_escapes_in_names_and_values_are_shown_escaped(d):
+    # a file name that would set the terminal's title and clear the screen if printed raw
+    r = attack(d, "fit", "\x1b]0;pwned\x07\x1b[2J.parquet", "--out", "m.npz", message=r"No files match|does not exist")
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr and "\\x1b]0;pwned\\x07\\x1b[2J" in r.stderr
+    # a column name holding escapes, named in the column table a fit prints
+    pq.write_table(pa.table({"\x1b[31mred": [1.0, 2.0, 3.0, 4.0] * 10, "label": [0, 1] * 20}), d / "esc.parquet")
+    r = attack(d, "fit", "esc.parquet", "--epochs", "1", "--out", "e.npz", code=0)
+    assert "\x1b" not in r.stdout and "\\x1b[31mred" in r.stdout
+
+
+def test_a_value_beyond_float32_is_named_as_such_and_no_warning_leaks(d):
+    x = np.zeros(60)
+    x[17] = 1e300
+    pq.write_table(pa.table({"x": x, "label": np.arange(60) % 2}), d / "huge.parquet")
+    r = attack(d, "fit", "huge.parquet", "--out", "m.npz",
+               message=r"feature 'x' is infinite \(or beyond float32's range\) in row 17")
+    assert "Warning" not in r.stderr

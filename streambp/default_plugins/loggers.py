@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import hookimpl
+from ..errors import printable
 from ..atomic import check_writable, reporting
 
 
@@ -33,8 +34,8 @@ class ConsoleLogger:
             width = max(len(name) for name, _, _ in columns)
             self.console.print("column".ljust(width) + "  role         how", highlight=False, soft_wrap=True)
             for name, role, detail in columns:
-                self.console.print(f"{name.ljust(width)}  {role:<11}  {detail}".rstrip(), highlight=False,
-                                   soft_wrap=True, markup=False)
+                self.console.print(printable(f"{name.ljust(width)}  {role:<11}  {detail}".rstrip()),
+                                   highlight=False, soft_wrap=True, markup=False)
         self.console.print(f"Training {sizes} on {info['rows']:,} rows from {info['files']} file(s), "
                            f"{len(info['classes'])} classes, {info['threads']} threads.", soft_wrap=True)
 
