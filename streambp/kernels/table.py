@@ -26,3 +26,32 @@ def scatter_rows(table, values, rows):
         dst = table[rows[r]]
         for j in range(O):
             dst[j] = values[r * O + j]
+
+
+@njit(**OPTIONS)
+def touched_rows(rows, inverse, idx, marks):
+    """The distinct slots of idx [B, C], ascending, into rows[:R], and each idx[b, c]'s position among them
+    into inverse [B, C]; returns R. marks [V] must hold -1 on entry and is left so (it marks the slots seen).
+    Returns -1 - s for the first slot s outside [0, V)."""
+    V = marks.shape[0]
+    R = 0
+    for b in range(idx.shape[0]):
+        for c in range(idx.shape[1]):
+            s = idx[b, c]
+            if s < 0 or s >= V:
+                for r in range(R):
+                    marks[rows[r]] = -1
+                return -1 - s
+            if marks[s] < 0:
+                marks[s] = 0
+                rows[R] = s
+                R += 1
+    rows[:R].sort()
+    for r in range(R):
+        marks[rows[r]] = r
+    for b in range(idx.shape[0]):
+        for c in range(idx.shape[1]):
+            inverse[b, c] = marks[idx[b, c]]
+    for r in range(R):
+        marks[rows[r]] = -1
+    return R
