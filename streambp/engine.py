@@ -43,7 +43,8 @@ class Run:
     bad_rows: Any  # BadRows collecting skipped rows, or None
     threads: int
     steps: int = 0  # optimizer steps taken, all epochs
-    converge: bool = False  # --epochs was left to fit: stop once the training loss settles (train.converged)
+    epochs: int = 0  # --epochs, or the automatic count when it was left out (train.auto_epochs)
+    converge: bool = False  # --epochs was left out: stop once the training loss settles (train.converged)
     lr_at: Callable[[int], float] | None = None  # learning rate of global step i (set by train.set_schedule)
 
 

@@ -171,14 +171,10 @@ def prepare(c, n_threads):
             raise StreambpError(f"--hidden {','.join(map(str, c.hidden)) or 0} differs from the run in {c.resume}, "
                                 f"whose network has hidden layers {model.hidden}; a resumed run keeps its network. "
                                 "Leave out --hidden, or start a new run.")
-        say_resumed(c, resumed)
     else:
         model, labels = build_model(c, source)
     if c.init:
         c = replace(c, standardize=model.mean is not None)
-    converge = c.epochs is None
-    if converge:
-        c = replace(c, epochs=auto_epochs(labels.rows))
     if c.resume or c.init:
         check_memory(c, model.sizes, parameter_arrays=1)  # the gradient; theta is loaded
     spec = model_spec(model, source)
@@ -191,23 +187,33 @@ def prepare(c, n_threads):
     run = Run(c, model, optimizer, source, spec, encoder, labels, class_weights(c, model, labels),
               (c.val_fraction, False) if c.val_fraction else None, skipping(c, c.bad_rows_out), n_threads,
               resumed["steps"] if resumed else 0)
-    run.converge = converge
+    # left out, --epochs stays left out in the saved settings: a resumed or rerun fit decides it again
+    run.epochs, run.converge = (auto_epochs(labels.rows), True) if c.epochs is None else (c.epochs, False)
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
     if resumed:
-        say_resumed(c, resumed)  # once every check passed: a refused resume shows only its error
+        say_resumed(c, resumed, run.epochs)  # once every check passed: a refused resume shows only its error
     return run, resumed
 
 
-def say_resumed(c, resumed):
+def say_resumed(c, resumed, epochs):
     """Tell on stderr which checkpoint a --resume continues from, and when its run has already finished."""
     epoch, done = resumed["epoch"], resumed.get("done")
     where = f"epoch {epoch}, {done:,} updates in" if done else f"the end of epoch {epoch}"
     print(f"Resuming from {resumed['checkpoint']} ({where}, step {resumed['steps']:,}).", file=sys.stderr)
-    if not done and epoch >= c.epochs:
+    if finished(c, resumed, epochs):
         again = f"; the model is written again to {c.out}" if c.out else ""
-        print(f"That run has finished its {c.epochs} epochs: nothing to train{again}. To train more, resume with "
-              "a larger --epochs.", file=sys.stderr)
+        why = f"its {epochs} epochs" if epoch >= epochs else f"at epoch {epoch} ({resumed['stopped']})"
+        print(f"That run has finished {why}: nothing to train{again}. To train more, resume with a larger "
+              "--epochs.", file=sys.stderr)
+
+
+def finished(c, resumed, epochs):
+    """Whether a resumed run has nothing left to train: all its epochs, or it stopped by itself (the training
+    loss settled, or early stopping) and no --epochs asks for more."""
+    if resumed.get("done"):
+        return False
+    return resumed["epoch"] >= epochs or bool(resumed.get("stopped")) and c.epochs is None
 
 
 # Settings that decide which rows the n-th update of an epoch uses: a mid-epoch resume replays with them.
@@ -293,12 +299,14 @@ class Checkpointer:
         self.steps, self.seconds = parse_every(run.config.checkpoint_every)
         self.last = time.perf_counter()
 
-    def write(self, state):
-        """Write the checkpoint of `state` (an EpochState; EpochState(e) is the end of epoch e) and return its path."""
+    def write(self, state, stopped=None):
+        """Write the checkpoint of `state` (an EpochState; EpochState(e) is the end of epoch e) and return its path;
+        `stopped` says why the run ends there before its last epoch (a resume then has nothing to train)."""
         run, c, stopper = self.run, self.run.config, self.stopper
         self.check_finite(state.epoch)
         return save_checkpoint(self.run_dir or default_run_dir(c), run.model, run.optimizer, {
-            **asdict(state), "steps": run.steps, "history": self.history, "labels": asdict(run.labels),
+            **asdict(state), "stopped": stopped, "steps": run.steps, "history": self.history,
+            "labels": asdict(run.labels),
             "config": asdict(c), "stopper": [stopper.best, stopper.best_epoch] if stopper else None},
             stopper.best_theta if stopper else None, c.keep_checkpoints)
 
@@ -381,7 +389,7 @@ def set_schedule(run, rows_per_step):
     uses, which a data-parallel engine knows once it has its workers (Dask: workers x --batch-size)."""
     c = run.config
     steps_per_epoch = max(1, -(-run.labels.rows // rows_per_step))
-    run.lr_at = make_schedule(c.lr_schedule, c.lr, c.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
+    run.lr_at = make_schedule(c.lr_schedule, c.lr, run.epochs * steps_per_epoch, steps_per_epoch, c.warmup_steps,
                               **c.lr_schedule_params)
 
 
@@ -400,11 +408,13 @@ def train(run, resumed, engine):
     history = resumed["history"] if resumed else []
     # a checkpoint written mid-epoch resumes that epoch after its first `done` updates
     start = resumed["epoch"] + (0 if resumed.get("done") else 1) if resumed else 1
-    counts = np.asarray(labels.counts, dtype=np.float64)
+    counts = np.zeros(len(model.classes))  # in the model's class order (an --init model may have more classes)
+    for value, n in zip(labels.classes, labels.counts):
+        counts[model.classes.index(value)] = n
     frequencies = counts / counts.sum()
-    baseline = float(-(frequencies * np.log(frequencies)).sum())  # the loss of predicting the frequencies
+    baseline = baseline_loss(counts, run.class_weights)
     order = {name: i for i, name in enumerate(run.source.schema.names)}
-    emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": c.epochs, "out": c.out,
+    emit(logs, "fit_start", {"sizes": model.sizes, "rows": labels.rows, "epochs": run.epochs, "out": c.out,
                              "config": asdict(c), "classes": model.classes, "threads": run.threads,
                              "files": len(run.source.files), "run_dir": run_dir, "resumed": bool(resumed),
                              "columns": [list(r) for r in sorted(model.spec.summary(),
@@ -419,7 +429,7 @@ def train(run, resumed, engine):
     converged_at = None  # with --epochs left out: the epoch after which the training loss had settled
     interrupt = Interrupt()
     try:
-        for epoch in range(start, c.epochs + 1):
+        for epoch in range(start, 0 if resumed and finished(c, resumed, run.epochs) else run.epochs + 1):
             mid = resumed if resumed and epoch == start and resumed.get("done") else {}
             state = EpochState(epoch, **{k: mid[k] for k in ("done", "rows", "loss_sum", "correct") if k in mid})
             record = run_epoch(run, engine, state, checkpoints, interrupt, logs)
@@ -435,11 +445,12 @@ def train(run, resumed, engine):
             if run.bad_rows is not None:
                 run.bad_rows.close()  # every row has been seen once
             stop = stopper is not None and stopper.update(epoch, record["val_loss"], model.theta)
-            if run_dir:
-                checkpoints.write(EpochState(epoch))
             if run.converge and converged(history):
                 converged_at = epoch
-            if stop or converged_at:
+            stopped = "early stopping" if stop else "the training loss had settled" if converged_at else None
+            if run_dir:
+                checkpoints.write(EpochState(epoch), stopped)
+            if stopped:
                 break
     finally:
         interrupt.restore()
@@ -484,6 +495,14 @@ def converged(history):
     return all(h["train_loss"] > best - TOLERANCE for h in history[-PATIENCE:])
 
 
+def baseline_loss(counts, class_weights=None):
+    """The training loss of predicting the class frequencies (their entropy); with class weights w, the
+    weighted loss of the best constant prediction q_k ~ w_k n_k, the same weighting the training loss uses."""
+    mass = counts * (1.0 if class_weights is None else np.asarray(class_weights, dtype=np.float64))
+    q = mass[mass > 0] / mass.sum()
+    return float(-(q * np.log(q)).sum())
+
+
 def majority_share(frequencies, history):
     """The accuracy of always predicting the training data's most frequent class: on the validation rows (from
     the last epoch's confusion matrix) when there are some, else on the training rows."""
@@ -504,7 +523,7 @@ def not_learning(loss, baseline, c):
 
 def run_epoch(run, engine, state, checkpoints, interrupt, logs):
     """The engine's updates of one epoch, from `state` (mid-epoch after a resume); its history record."""
-    c, epoch = run.config, state.epoch
+    epoch = state.epoch
     t0 = last = time.perf_counter()
     checkpoints.start_epoch()
     rows0 = state.rows  # rows/s counts the rows trained in this process
@@ -513,7 +532,7 @@ def run_epoch(run, engine, state, checkpoints, interrupt, logs):
         return checkpoints.write(state if state.done else EpochState(epoch - 1))
 
     def progress(rate):
-        emit(logs, "step_end", {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "rows": state.rows,
+        emit(logs, "step_end", {"epoch": epoch, "epochs": run.epochs, "step": run.steps, "rows": state.rows,
                             "rows_total": run.labels.rows, "loss": state.loss_sum / state.rows,
                             "accuracy": state.correct / state.rows, "rows_per_s": rate})
 
@@ -536,7 +555,7 @@ def run_epoch(run, engine, state, checkpoints, interrupt, logs):
                             "skipped rows.")
     seconds = time.perf_counter() - t0
     progress((state.rows - rows0) / seconds)  # every epoch logs its last step
-    return {"epoch": epoch, "epochs": c.epochs, "step": run.steps, "train_loss": state.loss_sum / state.rows,
+    return {"epoch": epoch, "epochs": run.epochs, "step": run.steps, "train_loss": state.loss_sum / state.rows,
             "train_accuracy": state.correct / state.rows, "seconds": seconds,
             "rows_per_s": (state.rows - rows0) / seconds}
 

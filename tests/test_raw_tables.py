@@ -140,3 +140,32 @@ def test_an_epoch_that_learns_nothing_says_so_with_the_fixes(tmp_path):
     assert len(warnings) == 2 and all("--lr 1e-09" in w and "--epochs" in w for w in warnings)
     learned = streambp_cli("fit", train, "--label", "label", "--epochs", "2", "--out", tmp_path / "n.npz")
     assert learned.returncode == 0 and "Warning" not in learned.stdout
+
+
+def test_a_categorical_model_resumes_bit_identical(tmp_path):
+    """The embedding table's optimizer state (Adam's moments of the touched rows) is in the checkpoints."""
+    from streambp.config import FitConfig
+    from streambp.train import fit
+
+    data = write(pa.table(raw_frame(800, 2)), tmp_path / "train.parquet")
+    settings = dict(data=data, label="label", deterministic=True, threads=1, loggers=[], out=None)
+    whole = fit(FitConfig(epochs=3, run_dir=str(tmp_path / "whole"), **settings))
+    fit(FitConfig(epochs=2, run_dir=str(tmp_path / "part"), **settings))
+    resumed = fit(FitConfig(epochs=3, resume=str(tmp_path / "part"), **settings))
+    assert whole.slots > 0
+    np.testing.assert_array_equal(resumed.theta, whole.theta)
+
+
+def test_resuming_a_run_that_settled_by_itself_has_nothing_to_train(tmp_path):
+    train = write(pa.table(raw_frame(300, 4)), tmp_path / "train.parquet")
+    run = tmp_path / "run"
+    first = streambp_cli("fit", train, "--label", "label", "--run-dir", run, "--out", tmp_path / "m.npz")
+    assert first.returncode == 0 and "Stopped after epoch" in first.stdout, first.stdout[-500:]
+    settled = int(first.stdout.split("Stopped after epoch ")[1].split(":")[0])
+    model_before = digest(tmp_path / "m.npz")
+    again = streambp_cli("fit", "--resume", run, "--out", tmp_path / "m2.npz")
+    assert again.returncode == 0, again.stderr
+    assert f"That run has finished at epoch {settled} (the training loss had settled)" in again.stderr
+    assert "epoch " + str(settled + 1) not in again.stdout  # nothing trained
+    np.testing.assert_array_equal(streambp.load(tmp_path / "m2.npz").theta, streambp.load(tmp_path / "m.npz").theta)
+    assert digest(tmp_path / "m.npz") == model_before
