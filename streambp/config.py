@@ -222,11 +222,12 @@ def available_memory():
         return None
 
 
-def memory_needed(c, sizes, parameter_arrays):
+def memory_needed(c, sizes, parameter_arrays, slots=0):
     """Bytes still to allocate for a fit of a network of layer sizes `sizes`, by the option that drives each
     part: --hidden: `parameter_arrays` arrays of the parameters' size (theta, its gradient); --batch-size: the
-    activations and errors of a minibatch; --buffer-rows: (prefetch + 3) decoded buffers of rows. The
-    optimizer's state (0 to 2 more parameter-sized arrays for the built-in ones) comes on top."""
+    activations and errors of a minibatch; --buffer-rows: (prefetch + 3) decoded buffers of rows;
+    --hash-buckets / --max-categories: the embedding table of `slots` categorical slots with an optimizer state
+    of two tables (Adam's). The dense layers' optimizer state (0 to 2 more arrays of their size) comes on top."""
     import numpy as np
 
     item = np.dtype(c.dtype).itemsize
@@ -234,20 +235,25 @@ def memory_needed(c, sizes, parameter_arrays):
     buffer_rows = max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
     return {"--hidden": params * parameter_arrays * item,
             "--batch-size": 2 * c.batch_size * sum(sizes[1:]) * item,
-            "--buffer-rows": (c.prefetch + 3) * buffer_rows * (sizes[0] * item + 4)}
+            "--buffer-rows": (c.prefetch + 3) * buffer_rows * (sizes[0] * item + 4),
+            CATEGORIES[bool(c.hash_buckets)]: slots * sizes[1] * 3 * item}
 
 
-def check_memory(c, sizes, parameter_arrays):
+CATEGORIES = {False: "--max-categories", True: "--hash-buckets"}  # the option that sizes the embedding table
+
+
+def check_memory(c, sizes, parameter_arrays, slots=0):
     """Refuse a fit whose estimated memory (memory_needed) exceeds what the machine has available, naming the
     option that drives the largest part."""
-    parts = memory_needed(c, sizes, parameter_arrays)
+    parts = memory_needed(c, sizes, parameter_arrays, slots)
     free = available_memory()
     total = sum(parts.values())
     if free is None or total <= free:
         return
     option = max(parts, key=parts.get)
     value = {"--hidden": ",".join(map(str, sizes[1:-1])) or "0", "--batch-size": c.batch_size,
-             "--buffer-rows": c.buffer_rows}[option]
+             "--buffer-rows": c.buffer_rows, "--max-categories": c.max_categories,
+             "--hash-buckets": c.hash_buckets}[option]
     raise StreambpError(f"This fit needs about {total / 2**30:,.1f} GiB of memory, {parts[option] / 2**30:,.1f} GiB "
                         f"of it for {option} {value}, and the machine has {free / 2**30:,.1f} GiB available. "
                         f"Choose a smaller {option}.")

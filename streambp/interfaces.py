@@ -84,6 +84,9 @@ class Optimizer(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what state_dict() returned; a StreambpError if it does not fit."""
 
+    # Optional: step_rows(table [V, O], rows [R] int64, grads [R, O], lr), a step on only those rows of a table
+    # (streambp.optim.Optimizer has it). Models with categorical columns need it for their embedding table.
+
 
 class Logger(Protocol):
     """Built as factory(**options); each method is optional and gets the info of the hook of its name."""

@@ -118,8 +118,19 @@ class SplitOptimizer:
 
 def make_optimizer(factory, model, **hyper):
     """The optimizer for the model's parameters: factory(theta, **hyper), or a SplitOptimizer when the model
-    has an embedding table."""
-    return SplitOptimizer(factory, model, **hyper) if model.slots else factory(model.theta, **hyper)
+    has an embedding table (refused for an optimizer without step_rows, naming it)."""
+    if not model.slots:
+        return factory(model.theta, **hyper)
+    optimizer = SplitOptimizer(factory, model, **hyper)
+    if not callable(getattr(optimizer.table, "step_rows", None)):
+        from .errors import StreambpError
+
+        names = ", ".join(c.name for c in model.spec.categorical)
+        raise StreambpError(f"The optimizer {type(optimizer.table).__name__} has no step_rows, so it cannot train "
+                            f"the embedding table of the categorical columns {names}. Choose a built-in optimizer "
+                            "(adam, sgd, ...), leave those columns out with --ignore, or give the optimizer "
+                            "step_rows (subclass streambp.optim.Optimizer).")
+    return optimizer
 
 
 def stepper_for(run):

@@ -47,7 +47,7 @@ def build_model(c, source):
     labels, spec = scan(source, c.label, Choices.of(c), c.on_bad_rows == "skip")
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     sizes = [spec.width, *hidden, len(labels.classes)]
-    check_memory(c, sizes, parameter_arrays=2)  # theta and its gradient
+    check_memory(c, sizes, parameter_arrays=2, slots=spec.slots)  # theta and its gradient
     model = Model.initialise(sizes, labels.classes, spec, seed=c.seed, dtype=np.dtype(c.dtype),
                              label_type=labels.label_type)
     return model, labels

@@ -662,6 +662,22 @@ def test_the_memory_estimate_counts_what_fit_allocates():
     assert parts["--buffer-rows"] == (2 + 3) * 96 * (7 * 4 + 4)
 
 
+def test_the_memory_estimate_counts_the_embedding_table_and_its_optimizer_state():
+    from streambp.config import FitConfig, memory_needed
+    from streambp.features import Categorical, FeatureSpec, Numeric
+    from streambp.model import Model
+    from streambp.registry import optimizers
+    from streambp.step import make_optimizer
+
+    spec = FeatureSpec([Numeric("x", 0.0)], [Categorical("k", [f"v{i}" for i in range(50)], "string")])
+    model = Model.initialise([1, 6, 2], [0, 1], spec)
+    adam = make_optimizer(optimizers.get("adam")[0], model).table
+    table_bytes = model.table.nbytes + sum(a.nbytes for a in adam.state.values())
+    for hashed, option in ((0, "--max-categories"), (64, "--hash-buckets")):
+        parts = memory_needed(FitConfig(data="d", hash_buckets=hashed), model.sizes, 2, slots=model.slots)
+        assert parts[option] == table_bytes
+
+
 def test_memory_check_compares_with_the_memory_available(monkeypatch, blob_file, tmp_path):
     import streambp.config
     from streambp.config import FitConfig

@@ -18,6 +18,8 @@ import typing
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -222,6 +224,39 @@ def test_hook_register_optimizers(tmp_path, blob_file, register_plugin):
     entry = next(p for p in describe_plugins() if p["name"] == "halfsgd-plugin")
     assert entry["registers"] == {"optimizer": ["halfsgd"]}
     assert entry["hooks"] == ["register_optimizers"]
+
+
+def test_an_optimizer_without_step_rows_is_refused_for_categorical_columns(tmp_path, register_plugin):
+    class Plain:
+        """An optimizer of the documented protocol, without the optional step_rows."""
+
+        def __init__(self, theta, **hyper):
+            self.t = 0
+
+        def step(self, theta, dtheta, lr):
+            theta -= lr * dtheta
+
+        def state_dict(self):
+            return {"step": self.t}
+
+        def load_state_dict(self, state):
+            self.t = state["step"]
+
+    class Plugin:
+        @hookimpl
+        def register_optimizers(self, register):
+            register("plain", Plain)
+
+    register_plugin(Plugin(), "plain-plugin")
+    data = tmp_path / "raw.parquet"
+    pq.write_table(pa.table({"color": ["red", "blue"] * 20, "x": np.arange(40.0), "label": [0, 1] * 20}), data)
+    out = tmp_path / "m.npz"
+    result = run("fit", data, "--optimizer", "plain", "--out", out, *FAST)
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "has no step_rows" in message and "color" in message, message
+    assert not out.exists()
+    numeric = run("fit", data, "--optimizer", "plain", "--ignore", "color", "--out", out, *FAST)
+    assert numeric.exit_code == 0, numeric.output
 
 
 def test_hook_register_loggers(tmp_path, blob_file, register_plugin):

@@ -80,7 +80,8 @@ def command(
     # ------------------------------------------------------------------------------------------- Data
     data: Annotated[Optional[str], typer.Argument(metavar="DATA", hidden=True)] = None,  # the docstring says what
     label: Annotated[str, typer.Option(
-        metavar="COLUMN", rich_help_panel=DATA, help="Label column: integer, string or dictionary-encoded.")] = "label",
+        metavar="COLUMN", rich_help_panel=DATA,
+        help="Label column: integer, string, boolean, floating-point or dictionary-encoded.")] = "label",
     features: Annotated[Optional[object], typer.Option(
         **COLUMNS, help="Comma-separated feature columns, or one list column (default: every usable column but "
                         "the label).")] = None,
@@ -115,7 +116,8 @@ def command(
         help="An option of the source, repeatable (csv: delimiter, header, block_size).")] = None,
     on_bad_rows: Annotated[str, typer.Option(
         metavar="error|skip", rich_help_panel=DATA,
-        help="error: stop at a null, NaN or inf value; skip: drop such rows and count them.")] = "error",
+        help="What cannot be filled (an inf value, a null label): error stops with the file, column and row; "
+             "skip drops such rows and counts them. Nulls and NaN in numbers are filled.")] = "error",
     bad_rows_out: Annotated[Optional[str], typer.Option(
         metavar="PATH", rich_help_panel=DATA,
         help="With --on-bad-rows skip: write the dropped rows, with _file and _row, to this Parquet file.")] = None,
