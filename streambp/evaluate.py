@@ -7,7 +7,8 @@ from .atomic import atomic_path, current
 from .errors import StreambpError
 from .kernels.network import network_predict_proba
 from .model import Workspace
-from .features import READ_ROWS, check_schemas, is_numeric, is_temporal, is_vector, require_column, value_type
+from .features import (READ_ROWS, check_schemas, is_numeric, is_temporal, is_text, is_vector, require_column,
+                       value_type)
 from .stream import BatchDecoder, LabelEncoder, chunks, prefetched
 
 
@@ -32,12 +33,18 @@ def model_spec(model, source):
     return spec
 
 
-def check_label_type(model, source, label):
-    """The label column holds the kind of value the model's classes are (integers or strings)."""
-    t = source.schema.field(label).type
+def label_kind(t):
+    """What kind of value a label type holds: integers, strings, booleans or floating-point codes."""
     t = t.value_type if pa.types.is_dictionary(t) else t
-    integer = pa.types.is_integer(pa.type_for_alias(model.label_type))
-    if integer != pa.types.is_integer(t) or not (integer or pa.types.is_string(t) or pa.types.is_large_string(t)):
+    return "integer" if pa.types.is_integer(t) else "string" if is_text(t) else \
+        "boolean" if pa.types.is_boolean(t) else "floating-point" if pa.types.is_floating(t) else str(t)
+
+
+def check_label_type(model, source, label):
+    """The label column holds the kind of value the model's classes are (integers, strings, booleans or
+    floating-point codes)."""
+    t = source.schema.field(label).type
+    if label_kind(t) != label_kind(pa.type_for_alias(model.label_type)):
         shown = ", ".join(map(repr, model.classes[:5])) + (", ..." if len(model.classes) > 5 else "")
         raise StreambpError(f"{source.files[0]}: label column {label!r} holds {t} values, but the model's classes "
                             f"are {model.label_type} ({shown}). Give the column of the labels the model was "

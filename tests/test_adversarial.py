@@ -401,6 +401,21 @@ def test_evaluate_string_labels_against_an_integer_model(d):
            message="label column 'label' holds string values, but the model's classes are int64")
 
 
+@pytest.mark.parametrize("labels", [[False, True, True], [0.5, 1.0, 2.0]], ids=["bool", "float"])
+def test_evaluate_a_model_of_boolean_or_float_labels_on_its_own_data(d, labels):
+    # Labels may be booleans or floating-point codes; evaluate took only integers and strings and refused
+    # such a model on the very data it was trained on.
+    t = pq.read_table(d / "base.parquet")
+    column = pa.array([labels[v] for v in t["label"].to_pylist()])
+    pq.write_table(t.set_column(5, "label", column), d / "typed.parquet")
+    attack(d, "fit", "typed.parquet", "--epochs", "1", "--hidden", "3", "--out", "typed.npz", code=0)
+    r = attack(d, "evaluate", "typed.npz", "typed.parquet", "--json", code=0)
+    m = json.loads(r.stdout)
+    assert m["classes"] == sorted(set(labels)) and m["n_rows"] == 600 and m["unknown_labels"] == 0
+    attack(d, "evaluate", "typed.npz", "base.parquet",
+           message=f"label column 'label' holds int64 values, but the model's classes are {column.type}")
+
+
 def test_evaluate_into_a_closed_pipe_exits_0(d):
     for extra in ([], ["--json"]):
         r, w = os.pipe()
