@@ -336,7 +336,7 @@ class _Distinct:
             self.values.update(new)
             self.alive = len(self.values) == before + len(new)
         else:
-            v = arr.cast(pa.int64()).to_numpy()
+            v = arr.cast(pa.int64(), safe=False).to_numpy()  # uint64 wraps around: still one-to-one
             merged = np.concatenate([self.seen, v])
             self.seen = np.unique(merged)
             self.alive = len(self.seen) == len(merged)
@@ -377,7 +377,7 @@ def numbers(arr):
         arr = arr.cast(pa.int64()) if pa.types.is_timestamp(t) or pa.types.is_date64(t) else \
             arr.cast(pa.int32())
     if not pa.types.is_floating(arr.type) or arr.null_count:
-        arr = arr.cast(pa.float64())
+        arr = arr.cast(pa.float64(), safe=False)  # integers past 2**53 are rounded, not refused
     if arr.null_count:
         arr = arr.fill_null(np.nan)
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -476,7 +476,7 @@ def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
         arr = pc.coalesce(arr, pa.scalar([float("nan")] * spec.width, type=arr.type))
     values = arr.flatten()
     if values.null_count and skip_bad:
-        values = values.cast(pa.float64()).fill_null(np.nan)
+        values = values.cast(pa.float64(), safe=False).fill_null(np.nan)
     if arr.null_count or values.null_count:
         bad = arr if arr.null_count else values
         raise StreambpError(f"{f}: column {spec.input_column!r} holds a null "

@@ -140,7 +140,7 @@ def hashed(out, arr, c):
         data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
         hash_strings(out, offsets, data, c.buckets, c.offset)
     else:
-        values = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        values = arr.cast(pa.int64(), safe=False).fill_null(0).to_numpy(zero_copy_only=False)  # uint64 wraps
         hash_integers(out, values, c.buckets, c.offset)
 
 

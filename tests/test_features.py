@@ -174,3 +174,39 @@ def test_unknown_training_label_is_an_error_naming_file_and_row(tmp_path):
     with pytest.raises(StreambpError, match=r"t.parquet: label column 'label' is 7, which is not a class of the "
                                             r"model in row 8"):
         list(chunks(source, spec, LabelEncoder("label", [0, 1], "int64", strict=True), 4, np.float32))
+
+
+def test_integers_past_2_53_and_nanosecond_timestamps_with_nulls_are_numbers(tmp_path):
+    # numbers() cast with Arrow's safe cast, which refuses an integer that float64 cannot hold exactly: any
+    # nanosecond timestamp of this century, or an int64/uint64 past 2**53, crashed the pre-pass once the
+    # column had a null.
+    big = [2**53 + 1, None, 2**60, 3]
+    when = pa.array([1_600_000_000_000_000_001, None, 1_700_000_000_000_000_000, 5], type=pa.timestamp("ns"))
+    source = write(tmp_path, pa.table({"big": pa.array(big, type=pa.int64()), "when": when,
+                                       "u": pa.array([2**64 - 1, None, 2**63, 1], type=pa.uint64()),
+                                       "label": pa.array([0, 1, 0, 1])}))
+    spec = scan(source, "label", Choices(standardize=False))[1]
+    fills = {c.name: c.fill for c in spec.numeric}
+    assert fills["big"] == pytest.approx((2**53 + 1 + 2**60 + 3) / 3, rel=1e-15)
+    assert fills["when"] == pytest.approx((1_600_000_000_000_000_001 + 1_700_000_000_000_000_000 + 5) / 3, rel=1e-15)
+    assert fills["u"] == pytest.approx((2**64 - 1 + 2**63 + 1) / 3, rel=1e-15)
+    (X, _, _), = list(chunks(source, spec, None, 8, np.float64))
+    assert X[1, :3].tolist() == [fills["big"], fills["when"], fills["u"]]  # row 1: every value filled
+    assert X[0, 0] == float(2**53 + 1) and X[3, 2] == 1.0
+
+
+def test_uint64_codes_past_2_63_are_ids_or_categories(tmp_path):
+    # _Distinct and the integer hash cast uint64 to int64 with a safe cast, which refuses values past 2**63.
+    n = 24
+    codes = pa.array([2**63 + i for i in range(n)], type=pa.uint64())
+    source = write(tmp_path, pa.table({"id": codes, "code": pa.array([2**64 - 1 - i % 3 for i in range(n)],
+                                                                     type=pa.uint64()),
+                                       "label": pa.array([i % 2 for i in range(n)])}))
+    spec = scan(source, "label", Choices(categorical=["code"]))[1]
+    assert [c.name for c in spec.ignored] == ["id"] and "every value is different" in spec.ignored[0].reason
+    assert spec.categorical[0].values == [2**64 - 3, 2**64 - 2, 2**64 - 1]
+    hashed = scan(source, "label", Choices(categorical=["code"], hash_buckets=8))[1]
+    (_, idx, _), = list(chunks(source, hashed, None, n, np.float32))
+    assert ((idx >= 1) & (idx <= 8)).all()
+    assert len({tuple(np.flatnonzero(idx[:, 0] == s)) for s in np.unique(idx)}) == len(np.unique(idx))
+    assert all(idx[i, 0] == idx[i % 3, 0] for i in range(n))  # equal codes, equal buckets
