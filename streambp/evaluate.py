@@ -7,13 +7,14 @@ from .atomic import atomic_path, current
 from .errors import StreambpError
 from .kernels.network import network_predict_proba
 from .model import Workspace
-from .features import (READ_ROWS, check_schemas, is_numeric, is_temporal, is_text, is_vector, require_column,
-                       value_type)
+from .features import (READ_ROWS, check_schemas, check_unique_names, is_numeric, is_temporal, is_text, is_vector,
+                       require_column, value_type)
 from .stream import BatchDecoder, LabelEncoder, chunks, prefetched
 
 
 def model_spec(model, source):
     """The model's FeatureSpec, after checking that the source has its columns with usable types."""
+    check_unique_names(source)
     spec = model.spec
     usable = {c.name: "numeric" for c in spec.numeric}
     usable.update({c.name: "categorical" for c in spec.categorical})
@@ -65,6 +66,7 @@ def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
     split = (fraction, True) evaluates only the validation side of a hash split, and bad_rows drops rows
     with null, NaN or inf values instead of stopping (see stream.chunks).
     """
+    check_unique_names(source)
     require_column(source, label, "label")
     check_label_type(model, source, label)
     spec = model_spec(model, source)

@@ -237,14 +237,21 @@ def require_column(source, name, what):
                             f"{', '.join(source.schema.names)}.")
 
 
-def check_schemas(source, columns):
-    """Every file of the source has each column, once, with the first file's type."""
-    first = source.schema
-    for f, schema in zip(source.files, getattr(source, "file_schemas", [first])):
+def check_unique_names(source):
+    """Every file of the source names each of its columns once: a name given twice cannot be looked up."""
+    for f, schema in zip(source.files, getattr(source, "file_schemas", [source.schema])):
         names = schema.names
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise StreambpError(f"{f} has two columns named {dup!r}; rename one.")
+
+
+def check_schemas(source, columns):
+    """Every file of the source has each column, once, with the first file's type."""
+    check_unique_names(source)
+    first = source.schema
+    for f, schema in zip(source.files, getattr(source, "file_schemas", [first])):
+        names = schema.names
         index = {n: i for i, n in enumerate(names)}
         for c in columns:
             if c not in index:
@@ -407,6 +414,7 @@ def scan(source, label, choices, skip_bad=False):
     """The one pre-pass: the label vocabulary and every column's statistics, read together in one stream.
     Returns (LabelInfo, FeatureSpec). With skip_bad, null and NaN labels are left out (their rows are
     skipped later) instead of an error."""
+    check_unique_names(source)
     check_label_type(source, label)
     roles, ignored = candidate_roles(source, label, choices)
     check_schemas(source, [label, *roles])
@@ -552,6 +560,7 @@ def check_label_type(source, label):
 
 def scan_labels(source, label, skip_bad=False):
     """A pass over the label column alone: the class vocabulary (sorted), counts and row count."""
+    check_unique_names(source)
     check_label_type(source, label)
     counter = _LabelCounter(label, skip_bad)
     for f, row0, batch in source.batches([label], READ_ROWS):

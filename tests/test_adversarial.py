@@ -416,6 +416,24 @@ def test_evaluate_a_model_of_boolean_or_float_labels_on_its_own_data(d, labels):
            message=f"label column 'label' holds int64 values, but the model's classes are {column.type}")
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+@pytest.mark.parametrize("twice", ["x1", "label", "extra"])
+def test_duplicate_column_names_in_parquet_and_arrow(d, fmt, twice):
+    # A name given twice made pyarrow's schema.field() raise KeyError (a traceback) in the column roles of
+    # fit and in predict/evaluate, before the duplicate-name check was reached.
+    t = pq.read_table(d / "base.parquet")
+    t = t.append_column(twice, t.column(1 if twice != "label" else 5))
+    if twice == "extra":
+        t = t.append_column("extra", t.column(2))
+    path = d / f"dup.{fmt}"
+    pq.write_table(t, path) if fmt == "parquet" else feather.write_feather(t, path)
+    message = f"dup.{fmt} has two columns named '{twice}'; rename one."
+    attack(d, "fit", path.name, "--epochs", "1", "--out", "m.npz", message=message)
+    assert not (d / "m.npz").exists()
+    attack(d, "predict", "good.npz", path.name, "--out", "p.parquet", message=message)
+    attack(d, "evaluate", "good.npz", path.name, message=message)
+
+
 def test_evaluate_into_a_closed_pipe_exits_0(d):
     for extra in ([], ["--json"]):
         r, w = os.pipe()

@@ -32,7 +32,7 @@ import pyarrow.csv as pcsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -138,7 +138,7 @@ def to_array(values, t):
 def label_cells(draw, kind, n, classes, unseen=False):
     """The label column: values from `classes` (1-4 of them), some nulls; unseen adds values outside them."""
     pool = list(classes) + (["unseen"] if unseen and kind in ("string", "large_string", "dictionary") else [])
-    null_rate = draw(st.sampled_from([0, 0, 1]))
+    null_rate = draw(st.sampled_from([0, 0, 0, 1]))
     values = draw(st.lists(nullable(st.sampled_from(pool), null_rate), min_size=n, max_size=n))
     t = {"int64": pa.int64(), "int8": pa.int8(), "uint16": pa.uint16(), "string": pa.string(),
          "large_string": pa.large_string(), "dictionary": pa.dictionary(pa.int32(), pa.string()),
@@ -159,13 +159,14 @@ def class_pool(kind):
 @st.composite
 def tables(draw):
     """A training table, a second table of the same schema (unseen values), the label name and the format."""
-    n = draw(st.integers(1, 60))
+    n = draw(st.one_of(st.integers(1, 60), st.integers(8, 60)))
     kinds = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=5))
     names = draw(st.lists(st.sampled_from(NAMES), min_size=len(kinds), max_size=len(kinds),
-                          unique=not draw(st.integers(0, 9)) == 0))
+                          unique=not sometimes(draw, 10)))
     label = draw(st.sampled_from(LABEL_NAMES))
     label_kind = draw(st.sampled_from(LABEL_KINDS))
-    classes = draw(st.lists(class_pool(label_kind), min_size=1, max_size=4, unique_by=repr))
+    k = draw(st.sampled_from([1, 2, 2, 3, 4]))
+    classes = draw(st.lists(class_pool(label_kind), min_size=k, max_size=k, unique_by=repr))
     fmt = draw(st.sampled_from(["parquet", "csv", "arrow"]))
     if fmt == "csv":  # a CSV file holds no list column
         kinds = [k if k != "list" else "float64" for k in kinds]
@@ -180,6 +181,16 @@ def tables(draw):
     return train, second, label, fmt
 
 
+def sometimes(draw, p=4):
+    """True once in p draws (an option given at all)."""
+    return draw(st.integers(0, p - 1)) == 0
+
+
+def count_option(draw, option, usual, wrong):
+    """[option, value]: mostly a usual value, once in 8 a value the option refuses."""
+    return [option, str(draw(st.sampled_from(wrong if sometimes(draw, 8) else usual)))]
+
+
 @st.composite
 def fit_options(draw, columns, label):
     """fit's options: network and stream sizes, bad rows, column roles (existing or missing columns),
@@ -192,17 +203,17 @@ def fit_options(draw, columns, label):
     if draw(st.booleans()):
         args += ["--on-bad-rows", "skip"]
     for option in ("--ignore", "--categorical", "--numeric"):
-        if draw(st.integers(0, 3)) == 0:
+        if sometimes(draw, 6):
             args += [option, ",".join(draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)))]
-    if draw(st.integers(0, 3)) == 0:
-        args += ["--hash-buckets", str(draw(st.sampled_from([0, 1, 2, 7])))]
-    if draw(st.integers(0, 3)) == 0:
-        args += ["--max-categories", str(draw(st.integers(0, 3)))]
-    if draw(st.integers(0, 3)) == 0:
-        args += ["--min-frequency", str(draw(st.integers(0, 3)))]
+    if sometimes(draw):
+        args += count_option(draw, "--hash-buckets", [0, 2, 7], [1, -1])
+    if sometimes(draw):
+        args += count_option(draw, "--max-categories", [1, 2, 3], [0])
+    if sometimes(draw):
+        args += count_option(draw, "--min-frequency", [1, 2, 3], [0])
     if draw(st.booleans()):
         args += ["--no-standardize"]
-    if draw(st.integers(0, 3)) == 0:
+    if sometimes(draw):
         args += ["--val-fraction", str(draw(st.sampled_from([0.3, 0.5])))]
     return args
 
@@ -332,6 +343,7 @@ def check_everything(run, columns, second, label, fmt, options):
         names = [c.name for c in columns] + [n for a in named for n in a.split(",")] + [label]
         model_path = os.path.join(d, "model.npz")
         fit = command(run, d, ["fit", data, "--out", model_path, *options], {0, 2, 3}, names)
+        event(f"fit exit {fit.code}" + (f": {fit.stderr.split(':', 2)[-1][:40]}" if fit.code else ""))
         if fit.code != 0:
             assert not os.path.exists(model_path), "a failed fit left a model file"
             return
