@@ -222,13 +222,14 @@ class Choices:
     min_frequency: int = 1
     hash_buckets: int = 0
     standardize: bool = True
+    dtype: str = "float32"  # what the network reads: a value past its range is infinite (a bad value)
 
     @classmethod
     def of(cls, config):
         return cls(config.features, list(getattr(config, "ignore", None) or []),
                    list(getattr(config, "categorical", None) or []), list(getattr(config, "numeric", None) or []),
                    getattr(config, "max_categories", 1000), getattr(config, "min_frequency", 1),
-                   getattr(config, "hash_buckets", 0), config.standardize)
+                   getattr(config, "hash_buckets", 0), config.standardize, getattr(config, "dtype", "float32"))
 
 
 def require_column(source, name, what):
@@ -352,16 +353,18 @@ class _Distinct:
 
 
 class _NumericStats:
-    """Count of finite values, nulls (null or NaN), and moments (Chan et al.'s merge) of one column."""
+    """Count of finite values, nulls (null or NaN), and moments (Chan et al.'s merge) of one column. Values
+    past the range of dtype are left out like inf: the network reads them as inf (a bad value)."""
 
-    def __init__(self):
+    def __init__(self, dtype):
         self.n, self.mean, self.m2, self.nulls = 0, 0.0, 0.0, 0
+        self.limit = float(np.finfo(dtype).max)
 
     def add(self, arr):
         self.add_values(numbers(arr))
 
     def add_values(self, x):
-        finite = np.isfinite(x)
+        finite = np.abs(x) <= self.limit
         self.nulls += int(np.isnan(x).sum())
         x = x[finite]
         nb = x.size
@@ -423,10 +426,10 @@ def scan(source, label, choices, skip_bad=False):
         labels = scan_labels(source, label, skip_bad)
         spec = FeatureSpec(ignored=ignored, input_column=vectors[0], vector_width=vector_width(source, vectors[0]))
         if choices.standardize:
-            spec.mean, spec.inv_std = vector_scaler(source, spec, skip_bad)
+            spec.mean, spec.inv_std = vector_scaler(source, spec, skip_bad, choices.dtype)
         return labels, spec
     explicit = set(choices.categorical) | set(choices.numeric) | set(choices.features or [])
-    stats = {n: _NumericStats() if r == "numeric" else _CategoryStats() for n, r in roles.items()}
+    stats = {n: _NumericStats(choices.dtype) if r == "numeric" else _CategoryStats() for n, r in roles.items()}
     distinct = {n: _Distinct() for n in roles if n not in explicit and
                 (is_text(value_type(source.schema.field(n).type)) or
                  pa.types.is_integer(value_type(source.schema.field(n).type)))}
@@ -498,9 +501,9 @@ def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
     return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, spec.width)
 
 
-def vector_scaler(source, spec, skip_bad):
+def vector_scaler(source, spec, skip_bad, dtype):
     """(mean [D], inv_std [D]) of the values of a list column, by the same merge of per-batch moments."""
-    stats = [_NumericStats() for _ in range(spec.width)]
+    stats = [_NumericStats(dtype) for _ in range(spec.width)]
     for f, row0, batch in source.batches([spec.input_column], READ_ROWS):
         values = vector_matrix(f, row0, batch.column(0), spec, skip_bad, np.float64)
         for j, s in enumerate(stats):

@@ -210,3 +210,18 @@ def test_uint64_codes_past_2_63_are_ids_or_categories(tmp_path):
     assert ((idx >= 1) & (idx <= 8)).all()
     assert len({tuple(np.flatnonzero(idx[:, 0] == s)) for s in np.unique(idx)}) == len(np.unique(idx))
     assert all(idx[i, 0] == idx[i % 3, 0] for i in range(n))  # equal codes, equal buckets
+
+
+def test_values_past_the_models_dtype_stay_out_of_the_fill_and_the_scaler(tmp_path):
+    # 1e300 is finite in float64 but inf in the float32 the network reads (a bad row). It entered the mean,
+    # so the fill of a null was 3e299 -> inf in float32, and every null at predict time was "infinite".
+    source = write(tmp_path, pa.table({"x": pa.array([1e300, 1.0, None, 3.0]), "label": pa.array([0, 1, 0, 1])}))
+    x = scan(source, "label", Choices(standardize=False))[1].numeric[0]
+    assert x.fill == 2.0 and x.nulls == 1
+    spec = scan(source, "label", Choices())[1]
+    assert spec.mean.tolist() == [2.0, 0.0] and spec.inv_std.tolist() == [1.0, 1.0]  # x, "x missing"
+    wide = scan(source, "label", Choices(standardize=False, dtype="float64"))[1].numeric[0]
+    assert wide.fill == pytest.approx((1e300 + 4.0) / 3)
+    vec = write(tmp_path, pa.table({"v": pa.array([[1e300, 1.0], [3.0, 1.0], [5.0, 1.0]]),
+                                    "label": pa.array([0, 1, 0])}), "v.parquet")
+    assert scan(vec, "label", Choices(), skip_bad=True)[1].mean.tolist() == [4.0, 1.0]
