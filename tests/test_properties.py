@@ -38,11 +38,13 @@ from typer.testing import CliRunner
 
 import streambp
 
-# STREAMBP_HYPOTHESIS=explore: report failures without shrinking them (shrinking CLI runs is slow);
+# STREAMBP_HYPOTHESIS=explore: new random examples each run, failures reported without shrinking them
+# (shrinking CLI runs is slow);
 # STREAMBP_EXAMPLES=N: N examples per property instead of the few that keep this file near a minute.
 settings.register_profile("explore", phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("STREAMBP_HYPOTHESIS", "default"))
-SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+SETTINGS = dict(deadline=None, derandomize=os.environ.get("STREAMBP_HYPOTHESIS") != "explore",
+                suppress_health_check=list(HealthCheck))
 
 INTEGERS = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
             "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64()}
@@ -431,3 +433,66 @@ def example_tables():
 @pytest.mark.parametrize("columns,second,label,fmt,options", example_tables())
 def test_real_process_examples(columns, second, label, fmt, options):
     check_everything(real_process, columns, second, label, fmt, ["--threads", "1", *options])
+
+
+def column_values(path, name):
+    """A column's values as the source reads them, NaN as None (a CSV file reads an empty string cell as "")."""
+    from streambp.registry import open_source
+
+    values = [v for _, _, b in open_source(path).batches([name], 1 << 16) for v in plain(b.column(0)).to_pylist()]
+    return [None if v is None or v != v else v for v in values]
+
+
+@st.composite
+def datasets(draw):
+    """A training table split over two files of a directory (one may be empty), the second file's copy of one
+    column sometimes of another type; fit's options, sometimes --features; predict's --id column."""
+    columns, _, label, fmt = draw(tables())
+    options = draw(fit_options(columns, label))
+    names = [c.name for c in columns]
+    if sometimes(draw):
+        options += ["--features", ",".join(draw(st.lists(st.sampled_from(names + ["missing_col"]), min_size=1,
+                                                          max_size=3, unique=True)))]
+    cut = draw(st.integers(0, len(columns[0].array)))
+    drift = draw(st.sampled_from([None] * 3 + names))
+    id_column = draw(st.sampled_from([None, "prediction", "missing_col"] + names))
+    return columns, label, fmt, options, cut, drift, id_column
+
+
+@settings(max_examples=int(os.environ.get("STREAMBP_EXAMPLES", 60)), **SETTINGS)
+@given(datasets())
+def test_two_file_datasets_and_predict_ids(case):
+    columns, label, fmt, options, cut, drift, id_column = case
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "data")
+        os.mkdir(data)
+        part2 = [Column(c.name, c.kind, c.array[cut:]) for c in columns]
+        if drift is not None:  # the same column as text in the second file
+            part2 = [Column(c.name, c.kind, pa.array([None if v is None else str(v) for v in c.array.to_pylist()],
+                                                     type=pa.string())) if c.name == drift else c for c in part2]
+        if not (write_table([Column(c.name, c.kind, c.array[:cut]) for c in columns], f"{data}/p0.{fmt}", fmt)
+                and write_table(part2, f"{data}/p1.{fmt}", fmt)):
+            return
+        names = [c.name for c in columns] + [n for a in options[1:] for n in a.split(",")]
+        model_path = os.path.join(d, "model.npz")
+        fit = command(in_process, d, ["fit", data, "--out", model_path, *options], {0, 2, 3}, names)
+        event(f"fit exit {fit.code}")
+        if fit.code != 0:
+            assert not os.path.exists(model_path), "a failed fit left a model file"
+            return
+        model = streambp.load(model_path)
+        out = os.path.join(d, "p.parquet")
+        args = ["predict", model_path, data, "--out", out] + (["--id", id_column] if id_column else [])
+        r = command(in_process, d, args, {0, 2}, names + ["prediction", "missing_col"])
+        unique = id_column is None or [c.name for c in columns].count(id_column) == 1
+        if r.code == 2:
+            assert "skip" in options or id_column in ("prediction", "missing_col") or not unique, r.stderr
+            return
+        written = pq.read_table(out)
+        if id_column:
+            assert written.column_names[0] == id_column
+            got = [None if v is None or v != v else v for v in plain(written.column(0)).to_pylist()]
+            assert got == column_values(data, id_column)
+            written = written.drop_columns([id_column])
+            pq.write_table(written, out)
+        check_predictions(out, model, len(columns[0].array))
