@@ -24,9 +24,11 @@ def model_spec(model, source):
                                 f"(the model reads the columns {', '.join(spec.columns[:8])}"
                                 f"{', ...' if len(spec.columns) > 8 else ''}).")
         t = source.schema.field(c).type
+        vt = value_type(t)
         ok = is_vector(t) if spec.input_column else \
-            usable[c] == "categorical" or is_numeric(value_type(t)) or pa.types.is_boolean(value_type(t)) or \
-            pa.types.is_decimal(t) or is_temporal(t)
+            is_numeric(vt) or pa.types.is_boolean(vt) or is_text(vt) or pa.types.is_null(vt) \
+            if usable[c] == "categorical" else \
+            is_numeric(vt) or pa.types.is_boolean(vt) or pa.types.is_decimal(t) or is_temporal(t)
         if not ok:
             raise StreambpError(f"{source.files[0]}: column {c!r} has type {t}, which the model cannot use as "
                                 f"a {usable.get(c, 'numeric')} feature.")

@@ -101,9 +101,7 @@ class BatchDecoder:
             if value_set is None:
                 hashed(out, arr, c)
             else:
-                if arr.type != value_set.type:
-                    arr = arr.cast(value_set.type)
-                codes = pc.index_in(arr, value_set=value_set).fill_null(-1).to_numpy()
+                codes = pc.index_in(*comparable(arr, value_set)).fill_null(-1).to_numpy()
                 out[:] = np.where(codes >= 0, codes + 2, OTHER) + c.offset
             if arr.null_count:
                 out[arr.is_null().to_numpy(zero_copy_only=False)] = c.offset + MISSING
@@ -129,6 +127,17 @@ class BatchDecoder:
         if self.spec.mean is not None:
             standardize(X, self.spec.mean, self.spec.inv_std)
         return bad < 0
+
+
+def comparable(arr, value_set):
+    """(arr, value_set) of one type: arr cast to the vocabulary's type, or, where its values do not parse as
+    that (text where the categories are integers or booleans), the vocabulary cast to arr's: they are unseen."""
+    if arr.type == value_set.type:
+        return arr, value_set
+    try:
+        return arr.cast(value_set.type), value_set
+    except pa.ArrowInvalid:
+        return arr, value_set.cast(arr.type)
 
 
 def hashed(out, arr, c):

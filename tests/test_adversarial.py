@@ -461,3 +461,16 @@ def test_report_survives_a_bad_byte_in_events(d):
         f.write(b"\n".join(lines))
     attack(d, "report", "run", code=0)
     assert (d / "run" / "report" / "index.html").exists()
+
+
+def test_predict_with_text_in_a_boolean_column_and_a_binary_one(d):
+    t = pq.read_table(d / "base.parquet")
+    pq.write_table(t.append_column("flag", pa.array([i % 3 == 0 for i in range(600)])), d / "flags.parquet")
+    attack(d, "fit", "flags.parquet", "--epochs", "1", "--hidden", "3", "--out", "flags.npz", code=0)
+    text = t.append_column("flag", pa.array(["true", "no idea", None] * 200))
+    pq.write_table(text, d / "text.parquet")
+    attack(d, "predict", "flags.npz", "text.parquet", "--out", "p.parquet", code=0)
+    assert pq.read_table(d / "p.parquet").num_rows == 600
+    pq.write_table(t.append_column("flag", pa.array([b"\xff"] * 600)), d / "binary.parquet")
+    attack(d, "predict", "flags.npz", "binary.parquet", "--out", "p2.parquet",
+           message="column 'flag' has type binary, which the model cannot use as a categorical feature")

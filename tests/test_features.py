@@ -225,3 +225,18 @@ def test_values_past_the_models_dtype_stay_out_of_the_fill_and_the_scaler(tmp_pa
     vec = write(tmp_path, pa.table({"v": pa.array([[1e300, 1.0], [3.0, 1.0], [5.0, 1.0]]),
                                     "label": pa.array([0, 1, 0])}), "v.parquet")
     assert scan(vec, "label", Choices(), skip_bad=True)[1].mean.tolist() == [4.0, 1.0]
+
+
+def test_text_where_the_categories_are_booleans_or_integers_is_unseen_not_a_crash(tmp_path):
+    # A boolean column, and integer codes read with --categorical, then text in that column at predict time
+    # (another file, a CSV read anew): the cast of the text to bool/int64 raised ArrowInvalid (a traceback).
+    train = pa.table({"f": pa.array([True, False] * 4), "c": pa.array([1, 2, 3, 1] * 2),
+                      "label": pa.array([0, 1] * 4)})
+    spec = scan(write(tmp_path, train), "label", Choices(categorical=["c"]))[1]
+    f, c = spec.categorical
+    assert f.values == [False, True] and c.values == [1, 2, 3]
+    test = pa.table({"f": pa.array(["true", "maybe", None, "false"]), "c": pa.array(["2", "x", "1", None]),
+                     "label": pa.array([0, 1, 0, 1])})
+    (_, idx, _), = list(chunks(write(tmp_path, test, "u.parquet"), spec, None, 8, np.float32))
+    assert idx[:, 0].tolist() == [f.offset + 3, f.offset + OTHER, f.offset + MISSING, f.offset + 2]
+    assert idx[:, 1].tolist() == [c.offset + 3, c.offset + OTHER, c.offset + 2, c.offset + MISSING]

@@ -176,13 +176,18 @@ def tables(draw):
     if fmt == "csv":  # a CSV file holds no list column
         kinds = [k if k != "list" else "float64" for k in kinds]
     n2 = draw(st.integers(1, 20))
+    kinds2 = list(kinds)
+    if sometimes(draw):  # a column of another type in the second table
+        kinds2[draw(st.integers(0, len(kinds) - 1))] = draw(st.sampled_from([k for k in KINDS if k != "list"]))
     train, second = [], []
-    for name, kind in zip(names, kinds):
+    for name, kind, kind2 in zip(names, kinds, kinds2):
         train.append(Column(name, kind, to_array(*draw(cells(kind, n)))))
-        second.append(Column(name, kind, to_array(*draw(cells(kind, n2, unseen=True)))))
+        second.append(Column(name, kind2, to_array(*draw(cells(kind2, n2, unseen=True)))))
     position = draw(st.integers(0, len(kinds)))
     train.insert(position, Column(label, label_kind, draw(label_cells(label_kind, n, classes))))
     second.insert(position, Column(label, label_kind, draw(label_cells(label_kind, n2, classes, unseen=True))))
+    if draw(st.booleans()):  # columns in another order
+        second = draw(st.permutations(second))
     return train, second, label, fmt
 
 
@@ -364,10 +369,13 @@ def check_everything(run, columns, second, label, fmt, options):
                     {0, 2} if skip or predicted is None else {0}, names)
         if r.code == 0 and predicted is not None:
             check_evaluation(r, predicted, label_values(data, label), model)
-        # A second table: unseen categories, nulls. A CSV reader infers its types anew (an all-null column is
-        # typed null, digits become integers), so a CSV may be refused, naming the column.
+        # A second table: unseen categories, nulls, its columns maybe in another order. A CSV reader infers its
+        # types anew (an all-null column is typed null, digits become integers), and a column may have another
+        # type: such a table may be refused, naming the column.
         p2 = os.path.join(d, "p2.parquet")
-        r = command(run, d, ["predict", model_path, other, "--out", p2], {0, 2} if fmt == "csv" else {0}, names)
+        drifted = sorted((c.name, c.kind) for c in columns) != sorted((c.name, c.kind) for c in second)
+        r = command(run, d, ["predict", model_path, other, "--out", p2], {0, 2} if fmt == "csv" or drifted else {0},
+                    names)
         if r.code == 0:
             check_predictions(p2, model, len(second[0].array))
         command(run, d, ["evaluate", model_path, other, "--label", label], {0, 2}, names)
