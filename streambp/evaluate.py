@@ -7,13 +7,14 @@ from .atomic import atomic_path, current
 from .errors import StreambpError
 from .kernels.network import network_predict_proba
 from .model import Workspace
-from .features import READ_ROWS, check_schemas, is_numeric, is_temporal, is_text, is_vector, require_column, \
-    value_type
+from .features import (READ_ROWS, check_schemas, check_unique_names, is_numeric, is_temporal, is_text, is_vector,
+                       require_column, value_type)
 from .stream import BatchDecoder, LabelEncoder, chunks, prefetched
 
 
 def model_spec(model, source):
     """The model's FeatureSpec, after checking that the source has its columns with usable types."""
+    check_unique_names(source)
     spec = model.spec
     usable = {c.name: "numeric" for c in spec.numeric}
     usable.update({c.name: "categorical" for c in spec.categorical})
@@ -23,9 +24,11 @@ def model_spec(model, source):
                                 f"(the model reads the columns {', '.join(spec.columns[:8])}"
                                 f"{', ...' if len(spec.columns) > 8 else ''}).")
         t = source.schema.field(c).type
+        vt = value_type(t)
         ok = is_vector(t) if spec.input_column else \
-            usable[c] == "categorical" or is_numeric(value_type(t)) or pa.types.is_boolean(value_type(t)) or \
-            pa.types.is_decimal(t) or is_temporal(t)
+            is_numeric(vt) or pa.types.is_boolean(vt) or is_text(vt) or pa.types.is_null(vt) \
+            if usable[c] == "categorical" else \
+            is_numeric(vt) or pa.types.is_boolean(vt) or pa.types.is_decimal(t) or is_temporal(t)
         if not ok:
             raise StreambpError(f"{source.files[0]}: column {c!r} has type {t}, which the model cannot use as "
                                 f"a {usable.get(c, 'numeric')} feature.")
@@ -33,14 +36,18 @@ def model_spec(model, source):
     return spec
 
 
+def label_kind(t):
+    """What kind of value a label type holds: integers, strings, booleans or floating-point codes."""
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    return "integer" if pa.types.is_integer(t) else "string" if is_text(t) else \
+        "boolean" if pa.types.is_boolean(t) else "floating-point" if pa.types.is_floating(t) else str(t)
+
+
 def check_label_type(model, source, label):
-    """The label column holds the kind of value the model's classes are (numbers, strings or booleans)."""
-    t = value_type(source.schema.field(label).type)
-
-    def kind(t):
-        return "number" if is_numeric(t) else "string" if is_text(t) else "bool" if pa.types.is_boolean(t) else t
-
-    if kind(t) != kind(pa.type_for_alias(model.label_type)):
+    """The label column holds the kind of value the model's classes are (integers, strings, booleans or
+    floating-point codes)."""
+    t = source.schema.field(label).type
+    if label_kind(t) != label_kind(pa.type_for_alias(model.label_type)):
         shown = ", ".join(map(repr, model.classes[:5])) + (", ..." if len(model.classes) > 5 else "")
         raise StreambpError(f"{source.files[0]}: label column {label!r} holds {t} values, but the model's classes "
                             f"are {model.label_type} ({shown}). Give the column of the labels the model was "
@@ -61,6 +68,7 @@ def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
     split = (fraction, True) evaluates only the validation side of a hash split, and bad_rows drops rows
     with null, NaN or inf values instead of stopping (see stream.chunks).
     """
+    check_unique_names(source)
     require_column(source, label, "label")
     check_label_type(model, source, label)
     spec = model_spec(model, source)

@@ -222,13 +222,14 @@ class Choices:
     min_frequency: int = 1
     hash_buckets: int = 0
     standardize: bool = True
+    dtype: str = "float32"  # what the network reads: a value past its range is infinite (a bad value)
 
     @classmethod
     def of(cls, config):
         return cls(config.features, list(getattr(config, "ignore", None) or []),
                    list(getattr(config, "categorical", None) or []), list(getattr(config, "numeric", None) or []),
                    getattr(config, "max_categories", 1000), getattr(config, "min_frequency", 1),
-                   getattr(config, "hash_buckets", 0), config.standardize)
+                   getattr(config, "hash_buckets", 0), config.standardize, getattr(config, "dtype", "float32"))
 
 
 def require_column(source, name, what):
@@ -237,14 +238,21 @@ def require_column(source, name, what):
                             f"{', '.join(source.schema.names)}.")
 
 
-def check_schemas(source, columns):
-    """Every file of the source has each column, once, with the first file's type."""
-    first = source.schema
-    for f, schema in zip(source.files, getattr(source, "file_schemas", [first])):
+def check_unique_names(source):
+    """Every file of the source names each of its columns once: a name given twice cannot be looked up."""
+    for f, schema in zip(source.files, getattr(source, "file_schemas", [source.schema])):
         names = schema.names
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise StreambpError(f"{f} has two columns named {dup!r}; rename one.")
+
+
+def check_schemas(source, columns):
+    """Every file of the source has each column, once, with the first file's type."""
+    check_unique_names(source)
+    first = source.schema
+    for f, schema in zip(source.files, getattr(source, "file_schemas", [first])):
+        names = schema.names
         index = {n: i for i, n in enumerate(names)}
         for c in columns:
             if c not in index:
@@ -336,7 +344,7 @@ class _Distinct:
             self.values.update(new)
             self.alive = len(self.values) == before + len(new)
         else:
-            v = arr.cast(pa.int64()).to_numpy()
+            v = arr.cast(pa.int64(), safe=False).to_numpy()  # uint64 wraps around: still one-to-one
             merged = np.concatenate([self.seen, v])
             self.seen = np.unique(merged)
             self.alive = len(self.seen) == len(merged)
@@ -345,16 +353,18 @@ class _Distinct:
 
 
 class _NumericStats:
-    """Count of finite values, nulls (null or NaN), and moments (Chan et al.'s merge) of one column."""
+    """Count of finite values, nulls (null or NaN), and moments (Chan et al.'s merge) of one column. Values
+    past the range of dtype are left out like inf: the network reads them as inf (a bad value)."""
 
-    def __init__(self):
+    def __init__(self, dtype):
         self.n, self.mean, self.m2, self.nulls = 0, 0.0, 0.0, 0
+        self.limit = float(np.finfo(dtype).max)
 
     def add(self, arr):
         self.add_values(numbers(arr))
 
     def add_values(self, x):
-        finite = np.isfinite(x)
+        finite = np.abs(x) <= self.limit
         self.nulls += int(np.isnan(x).sum())
         x = x[finite]
         nb = x.size
@@ -377,7 +387,7 @@ def numbers(arr):
         arr = arr.cast(pa.int64()) if pa.types.is_timestamp(t) or pa.types.is_date64(t) else \
             arr.cast(pa.int32())
     if not pa.types.is_floating(arr.type) or arr.null_count:
-        arr = arr.cast(pa.float64())
+        arr = arr.cast(pa.float64(), safe=False)  # integers past 2**53 are rounded, not refused
     if arr.null_count:
         arr = arr.fill_null(np.nan)
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -407,6 +417,7 @@ def scan(source, label, choices, skip_bad=False):
     """The one pre-pass: the label vocabulary and every column's statistics, read together in one stream.
     Returns (LabelInfo, FeatureSpec). With skip_bad, null and NaN labels are left out (their rows are
     skipped later) instead of an error."""
+    check_unique_names(source)
     check_label_type(source, label)
     roles, ignored = candidate_roles(source, label, choices)
     check_schemas(source, [label, *roles])
@@ -415,10 +426,10 @@ def scan(source, label, choices, skip_bad=False):
         labels = scan_labels(source, label, skip_bad)
         spec = FeatureSpec(ignored=ignored, input_column=vectors[0], vector_width=vector_width(source, vectors[0]))
         if choices.standardize:
-            spec.mean, spec.inv_std = vector_scaler(source, spec, skip_bad)
+            spec.mean, spec.inv_std = vector_scaler(source, spec, skip_bad, choices.dtype)
         return labels, spec
     explicit = set(choices.categorical) | set(choices.numeric) | set(choices.features or [])
-    stats = {n: _NumericStats() if r == "numeric" else _CategoryStats() for n, r in roles.items()}
+    stats = {n: _NumericStats(choices.dtype) if r == "numeric" else _CategoryStats() for n, r in roles.items()}
     distinct = {n: _Distinct() for n in roles if n not in explicit and
                 (is_text(value_type(source.schema.field(n).type)) or
                  pa.types.is_integer(value_type(source.schema.field(n).type)))}
@@ -476,7 +487,7 @@ def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
         arr = pc.coalesce(arr, pa.scalar([float("nan")] * spec.width, type=arr.type))
     values = arr.flatten()
     if values.null_count and skip_bad:
-        values = values.cast(pa.float64()).fill_null(np.nan)
+        values = values.cast(pa.float64(), safe=False).fill_null(np.nan)
     if arr.null_count or values.null_count:
         bad = arr if arr.null_count else values
         raise StreambpError(f"{f}: column {spec.input_column!r} holds a null "
@@ -490,9 +501,9 @@ def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
     return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, spec.width)
 
 
-def vector_scaler(source, spec, skip_bad):
+def vector_scaler(source, spec, skip_bad, dtype):
     """(mean [D], inv_std [D]) of the values of a list column, by the same merge of per-batch moments."""
-    stats = [_NumericStats() for _ in range(spec.width)]
+    stats = [_NumericStats(dtype) for _ in range(spec.width)]
     for f, row0, batch in source.batches([spec.input_column], READ_ROWS):
         values = vector_matrix(f, row0, batch.column(0), spec, skip_bad, np.float64)
         for j, s in enumerate(stats):
@@ -552,6 +563,7 @@ def check_label_type(source, label):
 
 def scan_labels(source, label, skip_bad=False):
     """A pass over the label column alone: the class vocabulary (sorted), counts and row count."""
+    check_unique_names(source)
     check_label_type(source, label)
     counter = _LabelCounter(label, skip_bad)
     for f, row0, batch in source.batches([label], READ_ROWS):

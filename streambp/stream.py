@@ -102,9 +102,7 @@ class BatchDecoder:
             if value_set is None:
                 hashed(out, arr, c)
             else:
-                if arr.type != value_set.type:
-                    arr = arr.cast(value_set.type)
-                codes = pc.index_in(arr, value_set=value_set).fill_null(-1).to_numpy()
+                codes = pc.index_in(*comparable(arr, value_set)).fill_null(-1).to_numpy()
                 out[:] = np.where(codes >= 0, codes + 2, OTHER) + c.offset
             if arr.null_count:
                 out[arr.is_null().to_numpy(zero_copy_only=False)] = c.offset + MISSING
@@ -132,6 +130,17 @@ class BatchDecoder:
         return bad < 0
 
 
+def comparable(arr, value_set):
+    """(arr, value_set) of one type: arr cast to the vocabulary's type, or, where its values do not parse as
+    that (text where the categories are integers or booleans), the vocabulary cast to arr's: they are unseen."""
+    if arr.type == value_set.type:
+        return arr, value_set
+    try:
+        return arr.cast(value_set.type), value_set
+    except pa.ArrowInvalid:
+        return arr, value_set.cast(arr.type)
+
+
 def hashed(out, arr, c):
     """out[N] <- the hash-bucket slots of a hashed categorical column's values (nulls set by the caller)."""
     if is_text(arr.type):
@@ -141,7 +150,7 @@ def hashed(out, arr, c):
         data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
         hash_strings(out, offsets, data, c.buckets, c.offset)
     else:
-        values = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        values = arr.cast(pa.int64(), safe=False).fill_null(0).to_numpy(zero_copy_only=False)  # uint64 wraps
         hash_integers(out, values, c.buckets, c.offset)
 
 

@@ -415,6 +415,39 @@ def test_evaluate_string_labels_against_an_integer_model(d):
            message="label column 'label' holds string values, but the model's classes are int64")
 
 
+@pytest.mark.parametrize("labels", [[False, True, True], [0.5, 1.0, 2.0]], ids=["bool", "float"])
+def test_evaluate_a_model_of_boolean_or_float_labels_on_its_own_data(d, labels):
+    # Labels may be booleans or floating-point codes; evaluate took only integers and strings and refused
+    # such a model on the very data it was trained on.
+    t = pq.read_table(d / "base.parquet")
+    column = pa.array([labels[v] for v in t["label"].to_pylist()])
+    pq.write_table(t.set_column(5, "label", column), d / "typed.parquet")
+    attack(d, "fit", "typed.parquet", "--epochs", "1", "--hidden", "3", "--out", "typed.npz", code=0)
+    r = attack(d, "evaluate", "typed.npz", "typed.parquet", "--json", code=0)
+    m = json.loads(r.stdout)
+    assert m["classes"] == sorted(set(labels)) and m["n_rows"] == 600 and m["unknown_labels"] == 0
+    attack(d, "evaluate", "typed.npz", "base.parquet",
+           message=f"label column 'label' holds int64 values, but the model's classes are {column.type}")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+@pytest.mark.parametrize("twice", ["x1", "label", "extra"])
+def test_duplicate_column_names_in_parquet_and_arrow(d, fmt, twice):
+    # A name given twice made pyarrow's schema.field() raise KeyError (a traceback) in the column roles of
+    # fit and in predict/evaluate, before the duplicate-name check was reached.
+    t = pq.read_table(d / "base.parquet")
+    t = t.append_column(twice, t.column(1 if twice != "label" else 5))
+    if twice == "extra":
+        t = t.append_column("extra", t.column(2))
+    path = d / f"dup.{fmt}"
+    pq.write_table(t, path) if fmt == "parquet" else feather.write_feather(t, path)
+    message = f"dup.{fmt} has two columns named '{twice}'; rename one."
+    attack(d, "fit", path.name, "--epochs", "1", "--out", "m.npz", message=message)
+    assert not (d / "m.npz").exists()
+    attack(d, "predict", "good.npz", path.name, "--out", "p.parquet", message=message)
+    attack(d, "evaluate", "good.npz", path.name, message=message)
+
+
 def test_evaluate_into_a_closed_pipe_exits_0(d):
     for extra in ([], ["--json"]):
         r, w = os.pipe()
@@ -471,3 +504,16 @@ def test_a_value_beyond_float32_is_named_as_such_and_no_warning_leaks(d):
     r = attack(d, "fit", "huge.parquet", "--out", "m.npz",
                message=r"feature 'x' is infinite \(or beyond float32's range\) in row 17")
     assert "Warning" not in r.stderr
+
+
+def test_predict_with_text_in_a_boolean_column_and_a_binary_one(d):
+    t = pq.read_table(d / "base.parquet")
+    pq.write_table(t.append_column("flag", pa.array([i % 3 == 0 for i in range(600)])), d / "flags.parquet")
+    attack(d, "fit", "flags.parquet", "--epochs", "1", "--hidden", "3", "--out", "flags.npz", code=0)
+    text = t.append_column("flag", pa.array(["true", "no idea", None] * 200))
+    pq.write_table(text, d / "text.parquet")
+    attack(d, "predict", "flags.npz", "text.parquet", "--out", "p.parquet", code=0)
+    assert pq.read_table(d / "p.parquet").num_rows == 600
+    pq.write_table(t.append_column("flag", pa.array([b"\xff"] * 600)), d / "binary.parquet")
+    attack(d, "predict", "flags.npz", "binary.parquet", "--out", "p2.parquet",
+           message="column 'flag' has type binary, which the model cannot use as a categorical feature")

@@ -190,3 +190,69 @@ def test_a_label_that_is_also_a_feature_of_the_model_is_read_once(tmp_path):
     _, spec = scan(source, "label", Choices())
     (X, idx, y), = list(chunks(source, spec, LabelEncoder("c", ["a", "b"], "string"), 64, np.float32))
     assert y.tolist() == [0, 1] * 10 and (idx[:, 0] - spec.categorical[0].offset).tolist() == [2, 3] * 10
+
+
+def test_integers_past_2_53_and_nanosecond_timestamps_with_nulls_are_numbers(tmp_path):
+    # numbers() cast with Arrow's safe cast, which refuses an integer that float64 cannot hold exactly: any
+    # nanosecond timestamp of this century, or an int64/uint64 past 2**53, crashed the pre-pass once the
+    # column had a null.
+    big = [2**53 + 1, None, 2**60, 3]
+    when = pa.array([1_600_000_000_000_000_001, None, 1_700_000_000_000_000_000, 5], type=pa.timestamp("ns"))
+    source = write(tmp_path, pa.table({"big": pa.array(big, type=pa.int64()), "when": when,
+                                       "u": pa.array([2**64 - 1, None, 2**63, 1], type=pa.uint64()),
+                                       "label": pa.array([0, 1, 0, 1])}))
+    spec = scan(source, "label", Choices(standardize=False))[1]
+    fills = {c.name: c.fill for c in spec.numeric}
+    assert fills["big"] == pytest.approx((2**53 + 1 + 2**60 + 3) / 3, rel=1e-15)
+    assert fills["when"] == pytest.approx((1_600_000_000_000_000_001 + 1_700_000_000_000_000_000 + 5) / 3, rel=1e-15)
+    assert fills["u"] == pytest.approx((2**64 - 1 + 2**63 + 1) / 3, rel=1e-15)
+    (X, _, _), = list(chunks(source, spec, None, 8, np.float64))
+    assert X[1, :3].tolist() == [fills["big"], fills["when"], fills["u"]]  # row 1: every value filled
+    assert X[0, 0] == float(2**53 + 1) and X[3, 2] == 1.0
+
+
+def test_uint64_codes_past_2_63_are_ids_or_categories(tmp_path):
+    # _Distinct and the integer hash cast uint64 to int64 with a safe cast, which refuses values past 2**63.
+    n = 24
+    codes = pa.array([2**63 + i for i in range(n)], type=pa.uint64())
+    source = write(tmp_path, pa.table({"id": codes, "code": pa.array([2**64 - 1 - i % 3 for i in range(n)],
+                                                                     type=pa.uint64()),
+                                       "label": pa.array([i % 2 for i in range(n)])}))
+    spec = scan(source, "label", Choices(categorical=["code"]))[1]
+    assert [c.name for c in spec.ignored] == ["id"] and "every value is different" in spec.ignored[0].reason
+    assert spec.categorical[0].values == [2**64 - 3, 2**64 - 2, 2**64 - 1]
+    hashed = scan(source, "label", Choices(categorical=["code"], hash_buckets=8))[1]
+    (_, idx, _), = list(chunks(source, hashed, None, n, np.float32))
+    assert ((idx >= 1) & (idx <= 8)).all()
+    assert len({tuple(np.flatnonzero(idx[:, 0] == s)) for s in np.unique(idx)}) == len(np.unique(idx))
+    assert all(idx[i, 0] == idx[i % 3, 0] for i in range(n))  # equal codes, equal buckets
+
+
+def test_values_past_the_models_dtype_stay_out_of_the_fill_and_the_scaler(tmp_path):
+    # 1e300 is finite in float64 but inf in the float32 the network reads (a bad row). It entered the mean,
+    # so the fill of a null was 3e299 -> inf in float32, and every null at predict time was "infinite".
+    source = write(tmp_path, pa.table({"x": pa.array([1e300, 1.0, None, 3.0]), "label": pa.array([0, 1, 0, 1])}))
+    x = scan(source, "label", Choices(standardize=False))[1].numeric[0]
+    assert x.fill == 2.0 and x.nulls == 1
+    spec = scan(source, "label", Choices())[1]
+    assert spec.mean.tolist() == [2.0, 0.0] and spec.inv_std.tolist() == [1.0, 1.0]  # x, "x missing"
+    wide = scan(source, "label", Choices(standardize=False, dtype="float64"))[1].numeric[0]
+    assert wide.fill == pytest.approx((1e300 + 4.0) / 3)
+    vec = write(tmp_path, pa.table({"v": pa.array([[1e300, 1.0], [3.0, 1.0], [5.0, 1.0]]),
+                                    "label": pa.array([0, 1, 0])}), "v.parquet")
+    assert scan(vec, "label", Choices(), skip_bad=True)[1].mean.tolist() == [4.0, 1.0]
+
+
+def test_text_where_the_categories_are_booleans_or_integers_is_unseen_not_a_crash(tmp_path):
+    # A boolean column, and integer codes read with --categorical, then text in that column at predict time
+    # (another file, a CSV read anew): the cast of the text to bool/int64 raised ArrowInvalid (a traceback).
+    train = pa.table({"f": pa.array([True, False] * 4), "c": pa.array([1, 2, 3, 1] * 2),
+                      "label": pa.array([0, 1] * 4)})
+    spec = scan(write(tmp_path, train), "label", Choices(categorical=["c"]))[1]
+    f, c = spec.categorical
+    assert f.values == [False, True] and c.values == [1, 2, 3]
+    test = pa.table({"f": pa.array(["true", "maybe", None, "false"]), "c": pa.array(["2", "x", "1", None]),
+                     "label": pa.array([0, 1, 0, 1])})
+    (_, idx, _), = list(chunks(write(tmp_path, test, "u.parquet"), spec, None, 8, np.float32))
+    assert idx[:, 0].tolist() == [f.offset + 3, f.offset + OTHER, f.offset + MISSING, f.offset + 2]
+    assert idx[:, 1].tolist() == [c.offset + 3, c.offset + OTHER, c.offset + 2, c.offset + MISSING]

@@ -114,6 +114,7 @@ def test_csv_types_fixed_by_first_block(tmp_path):
     with pytest.raises(StreambpError, match="late.csv") as caught:
         all_rows(source, ["a", "label"])
     assert "first block" in str(caught.value)
+    assert "column 'a':" in str(caught.value)  # named, not only numbered ("CSV column #0")
     # Without the odd value, every batch has the first block's types.
     path.write_text("\n".join(lines[:-1]) + "\n")
     source = CsvSource(path, block_size=64)
@@ -354,3 +355,16 @@ def test_csv_header_option_takes_bools_only(tmp_path, blobs):
     for value in ("maybe", 1, "true"):  # only parse_source_options turns "true" into True
         with pytest.raises(StreambpError, match="header"):
             open_source(path, header=value)
+
+
+def test_csv_value_of_another_type_in_a_later_file_names_the_column(tmp_path):
+    # Arrow numbers the column in the file ("CSV column #2"); the message names it, in the later file's own
+    # column order.
+    d = tmp_path / "parts"
+    d.mkdir()
+    (d / "a.csv").write_text("x,y,label\n1,2.5,0\n3,4.5,1\n")
+    (d / "b.csv").write_text("label,x,y\n0,5,6.5\n1,7,oops\n")
+    with pytest.raises(StreambpError) as caught:
+        all_rows(CsvSource(d), ["x", "y", "label"])
+    message = str(caught.value)
+    assert "b.csv" in message and "column 'y':" in message and "oops" in message, message

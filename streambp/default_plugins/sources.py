@@ -5,6 +5,7 @@ names starting with "." or "_" skipped) or a glob, and returns an object with fi
 file_schemas, num_rows and batches(columns, batch_rows); see docs/plugins.md.
 """
 import importlib
+import re
 
 from .. import hookimpl
 from ..errors import StreambpError
@@ -190,9 +191,27 @@ class CsvSource:
     def _error(self, file, e):
         error = read_error(file, "CSV", e)
         if isinstance(e, pa.ArrowInvalid) and "conversion error" in str(e).lower():
-            error = StreambpError(f"Cannot read {file}: {e}. Column types are inferred from the first block "
-                                  f"of {self.files[0]}.")
+            name = self._column_name(file, str(e))
+            column = f"column {name!r}: " if name is not None else ""
+            error = StreambpError(f"Cannot read {file}: {column}{e}. Column types are inferred from the first "
+                                  f"block of {self.files[0]}.")
         return error
+
+    def _column_name(self, file, message):
+        """The name of the column Arrow's message numbers ("CSV column #3", counted in the file), or None."""
+        found = re.search(r"CSV column #(\d+)", message)
+        if not found:
+            return None
+        read = pcsv.ReadOptions(block_size=self.block_size, autogenerate_column_names=not self.header)
+        as_bytes = pcsv.ConvertOptions(column_types={n: pa.binary() for n in self.column_types})  # never fails
+        try:
+            with pcsv.open_csv(file, read_options=read, parse_options=pcsv.ParseOptions(
+                    delimiter=self._delimiter(file)), convert_options=as_bytes) as reader:
+                names = reader.schema.names
+        except (pa.ArrowException, OSError):
+            return None
+        i = int(found.group(1))
+        return names[i] if i < len(names) else None
 
     def batches(self, columns, batch_rows, rng=None):
         """File by file, in order or in an order drawn from rng (blocks of a CSV file stay in order)."""
