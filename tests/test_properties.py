@@ -8,8 +8,12 @@ data options, and checks the promises of `fit`, `predict` and `evaluate` on them
 - exit 2 or 3: stderr is one paragraph starting with "Error:", naming the column when it is about one, and
   fit leaves no model file;
 - exit 0: the model loads; predict on the same file and on a second table of the same schema with unseen
-  categories and nulls writes one row per input row, finite probabilities summing to 1 and the class of the
-  largest one; evaluate on the same file agrees with those predictions;
+  categories and nulls (its columns maybe reordered) writes one row per input row, finite probabilities
+  summing to 1 and the class of the largest one; evaluate on the same file agrees with those predictions;
+  a second table with a column of another type, or read anew from CSV, may instead be refused (exit 2);
+- datasets of two files (one maybe empty, one maybe with a column of another type), --features, and
+  predict --id (a feature, the label, a missing column, "prediction"): the same, with the id column
+  carried through unchanged;
 - no input or earlier output changes (sha256 of every file before and after each command).
 
 The CLI runs in-process (typer's CliRunner) for speed; test_real_process_examples runs a few of the same
@@ -64,6 +68,16 @@ class Column:
 
 
 # ------------------------------------------------------------------------------------------ strategies
+
+
+def sometimes(draw, p=4):
+    """True about once in p draws (Hypothesis favours small integers, and shrinks to False)."""
+    return draw(st.sampled_from([False] * (p - 1) + [True]))
+
+
+def count_option(draw, option, usual, wrong):
+    """[option, value]: mostly a usual value, once in 8 a value the option refuses."""
+    return [option, str(draw(st.sampled_from(wrong if sometimes(draw, 8) else usual)))]
 
 
 def nullable(values, null_rate):
@@ -189,16 +203,6 @@ def tables(draw):
     if draw(st.booleans()):  # columns in another order
         second = draw(st.permutations(second))
     return train, second, label, fmt
-
-
-def sometimes(draw, p=4):
-    """True about once in p draws (Hypothesis favours small integers, and shrinks to False)."""
-    return draw(st.sampled_from([False] * (p - 1) + [True]))
-
-
-def count_option(draw, option, usual, wrong):
-    """[option, value]: mostly a usual value, once in 8 a value the option refuses."""
-    return [option, str(draw(st.sampled_from(wrong if sometimes(draw, 8) else usual)))]
 
 
 @st.composite
@@ -330,12 +334,11 @@ def check_evaluation(outcome, predicted, labels, model):
     assert np.isclose(m["accuracy"], sum(p == y for p, y in known) / len(known))
 
 
-def label_values(path, label):
-    """The labels as the source reads them (a CSV file reads an empty cell of a string column as "")."""
+def column_values(path, name):
+    """A column's values as the source reads them, NaN as None (a CSV file reads an empty string cell as "")."""
     from streambp.registry import open_source
 
-    values = [v for _, _, b in open_source(path).batches([label], 1 << 16)
-              for v in plain(b.column(0)).to_pylist()]
+    values = [v for _, _, b in open_source(path).batches([name], 1 << 16) for v in plain(b.column(0)).to_pylist()]
     return [None if v is None or v != v else v for v in values]
 
 
@@ -368,7 +371,7 @@ def check_everything(run, columns, second, label, fmt, options):
         r = command(run, d, ["evaluate", model_path, data, "--json", "--label", label],
                     {0, 2} if skip or predicted is None else {0}, names)
         if r.code == 0 and predicted is not None:
-            check_evaluation(r, predicted, label_values(data, label), model)
+            check_evaluation(r, predicted, column_values(data, label), model)
         # A second table: unseen categories, nulls, its columns maybe in another order. A CSV reader infers its
         # types anew (an all-null column is typed null, digits become integers), and a column may have another
         # type: such a table may be refused, naming the column.
@@ -408,49 +411,6 @@ def test_one_kind_of_column_with_its_options(data):
     check_everything(in_process, columns, second, "label", fmt, data.draw(fit_options(columns, "label")))
 
 
-# ------------------------------------------------------------------------------------------ real processes
-
-
-def example_tables():
-    """A few hand-picked cases of the strategies above, run through a real process."""
-    n = 24
-    rng = np.random.default_rng(3)
-    mixed = [Column("a", "float64", pa.array(np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)))),
-             Column("é", "dictionary", pa.array(rng.choice(["x", "", "日本"], n)).dictionary_encode()),
-             Column("when", "timestamp", pa.array(rng.integers(0, 10**9, n).astype("datetime64[s]"))),
-             Column("blob", "binary", pa.array([b"\x00"] * n)),
-             Column("label", "string", pa.array(rng.choice(["yes", "no"], n)))]
-    second = [Column("a", "float64", pa.array([None, 1.0, np.nan])),
-              Column("é", "dictionary", pa.array(["new", None, "x"]).dictionary_encode()),
-              Column("when", "timestamp", pa.array([None, 0, 5], type=pa.timestamp("s"))),
-              Column("blob", "binary", pa.array([None, b"", b"z"])),
-              Column("label", "string", pa.array(["maybe", "yes", None]))]
-    codes = [Column("code", "uint64", pa.array(rng.integers(0, 3, n).astype(np.uint64) + np.uint64(2**63))),
-             Column("flag", "bool", pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.3)),
-             Column("label", "bool", pa.array(rng.random(n) < 0.5))]
-    codes2 = [Column("code", "uint64", pa.array([1, None], type=pa.uint64())),
-              Column("flag", "bool", pa.array([None, True])), Column("label", "bool", pa.array([True, False]))]
-    return [
-        pytest.param(mixed, second, "label", "parquet", ["--epochs", "2", "--hidden", "3"], id="mixed-parquet"),
-        pytest.param(codes, codes2, "label", "arrow", ["--categorical", "code", "--no-standardize"],
-                     id="uint64-codes-bool-label"),
-        pytest.param(mixed, second, "label", "arrow", ["--ignore", "a,nope"], id="missing-ignore-column"),
-    ]
-
-
-@pytest.mark.parametrize("columns,second,label,fmt,options", example_tables())
-def test_real_process_examples(columns, second, label, fmt, options):
-    check_everything(real_process, columns, second, label, fmt, ["--threads", "1", *options])
-
-
-def column_values(path, name):
-    """A column's values as the source reads them, NaN as None (a CSV file reads an empty string cell as "")."""
-    from streambp.registry import open_source
-
-    values = [v for _, _, b in open_source(path).batches([name], 1 << 16) for v in plain(b.column(0)).to_pylist()]
-    return [None if v is None or v != v else v for v in values]
-
-
 @st.composite
 def datasets(draw):
     """A training table split over two files of a directory (one may be empty), the second file's copy of one
@@ -470,6 +430,8 @@ def datasets(draw):
 @settings(max_examples=int(os.environ.get("STREAMBP_EXAMPLES", 60)), **SETTINGS)
 @given(datasets())
 def test_two_file_datasets_and_predict_ids(case):
+    """fit on a directory of two files; predict with --id carries the id column through unchanged, and is
+    refused (exit 2, naming it) only for an id the data lacks, holds twice, or an output column's name."""
     columns, label, fmt, options, cut, drift, id_column = case
     with tempfile.TemporaryDirectory() as d:
         data = os.path.join(d, "data")
@@ -504,3 +466,38 @@ def test_two_file_datasets_and_predict_ids(case):
             written = written.drop_columns([id_column])
             pq.write_table(written, out)
         check_predictions(out, model, len(columns[0].array))
+
+
+# ------------------------------------------------------------------------------------------ real processes
+
+
+def example_tables():
+    """A few hand-picked cases of the strategies above, run through a real process."""
+    n = 24
+    rng = np.random.default_rng(3)
+    mixed = [Column("a", "float64", pa.array(np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)))),
+             Column("é", "dictionary", pa.array(rng.choice(["x", "", "日本"], n)).dictionary_encode()),
+             Column("when", "timestamp", pa.array(rng.integers(0, 10**9, n).astype("datetime64[s]"))),
+             Column("blob", "binary", pa.array([b"\x00"] * n)),
+             Column("label", "string", pa.array(rng.choice(["yes", "no"], n)))]
+    second = [Column("a", "float64", pa.array([None, 1.0, np.nan])),
+              Column("é", "dictionary", pa.array(["new", None, "x"]).dictionary_encode()),
+              Column("when", "timestamp", pa.array([None, 0, 5], type=pa.timestamp("s"))),
+              Column("blob", "binary", pa.array([None, b"", b"z"])),
+              Column("label", "string", pa.array(["maybe", "yes", None]))]
+    codes = [Column("code", "uint64", pa.array(rng.integers(0, 3, n).astype(np.uint64) + np.uint64(2**63))),
+             Column("flag", "bool", pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.3)),
+             Column("label", "bool", pa.array(rng.random(n) < 0.5))]
+    codes2 = [Column("code", "uint64", pa.array([1, None], type=pa.uint64())),
+              Column("flag", "bool", pa.array([None, True])), Column("label", "bool", pa.array([True, False]))]
+    return [
+        pytest.param(mixed, second, "label", "parquet", ["--epochs", "2", "--hidden", "3"], id="mixed-parquet"),
+        pytest.param(codes, codes2, "label", "arrow", ["--categorical", "code", "--no-standardize"],
+                     id="uint64-codes-bool-label"),
+        pytest.param(mixed, second, "label", "arrow", ["--ignore", "a,nope"], id="missing-ignore-column"),
+    ]
+
+
+@pytest.mark.parametrize("columns,second,label,fmt,options", example_tables())
+def test_real_process_examples(columns, second, label, fmt, options):
+    check_everything(real_process, columns, second, label, fmt, ["--threads", "1", *options])
