@@ -461,7 +461,7 @@ def test_two_file_datasets_and_predict_ids(case):
         written = pq.read_table(out)
         if id_column:
             assert written.column_names[0] == id_column
-            got = [None if v is None or v != v else v for v in plain(written.column(0)).to_pylist()]
+            got = [None if v is None or v != v else v for v in written.column(0).to_pylist()]
             assert got == column_values(data, id_column)
             written = written.drop_columns([id_column])
             pq.write_table(written, out)
