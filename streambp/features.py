@@ -263,14 +263,19 @@ def check_schemas(source, columns):
 
 
 def vector_width(source, column):
+    """The number of values in each row of a list column (that of its first row), at least 1."""
     t = source.schema.field(column).type
-    if pa.types.is_fixed_size_list(t):
-        return t.list_size
+    width = t.list_size if pa.types.is_fixed_size_list(t) else None
     for f, _, batch in source.batches([column], 1):
         arr = batch.column(0)
-        if arr.null_count:
+        if width is None and arr.null_count:
             raise StreambpError(f"{f}: column {column!r} is null in row 0.")
-        return len(arr[0].values)
+        width = len(arr[0].values) if width is None else width
+        if width == 0:
+            raise StreambpError(f"{f}: list column {column!r} holds no values (an empty list in row 0); a list "
+                                "feature needs one value or more in every row. Name other features with "
+                                "--features, or --ignore it.")
+        return width
     raise StreambpError(f"{where(source)} has no rows.")
 
 

@@ -256,3 +256,10 @@ def test_text_where_the_categories_are_booleans_or_integers_is_unseen_not_a_cras
     (_, idx, _), = list(chunks(write(tmp_path, test, "u.parquet"), spec, None, 8, np.float32))
     assert idx[:, 0].tolist() == [f.offset + 3, f.offset + OTHER, f.offset + MISSING, f.offset + 2]
     assert idx[:, 1].tolist() == [c.offset + 3, c.offset + OTHER, c.offset + 2, c.offset + MISSING]
+
+
+def test_a_list_column_of_empty_lists_is_an_error_naming_it(tmp_path):
+    # Its width was taken as 0, and reshaping the values to (-1, 0) raised ValueError (a traceback).
+    source = write(tmp_path, pa.table({"v": pa.array([[], []], type=pa.list_(pa.float32())), "label": [0, 1]}))
+    with pytest.raises(StreambpError, match=r"t.parquet: list column 'v' holds no values \(an empty list in row 0\)"):
+        scan(source, "label", Choices())

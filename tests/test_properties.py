@@ -8,8 +8,12 @@ data options, and checks the promises of `fit`, `predict` and `evaluate` on them
 - exit 2 or 3: stderr is one paragraph starting with "Error:", naming the column when it is about one, and
   fit leaves no model file;
 - exit 0: the model loads; predict on the same file and on a second table of the same schema with unseen
-  categories and nulls writes one row per input row, finite probabilities summing to 1 and the class of the
-  largest one; evaluate on the same file agrees with those predictions;
+  categories and nulls (its columns maybe reordered) writes one row per input row, finite probabilities
+  summing to 1 and the class of the largest one; evaluate on the same file agrees with those predictions;
+  a second table with a column of another type, or read anew from CSV, may instead be refused (exit 2);
+- datasets of two files (one maybe empty, one maybe with a column of another type), --features, and
+  predict --id (a feature, the label, a missing column, "prediction"): the same, with the id column
+  carried through unchanged;
 - no input or earlier output changes (sha256 of every file before and after each command).
 
 The CLI runs in-process (typer's CliRunner) for speed; test_real_process_examples runs a few of the same
@@ -64,6 +68,16 @@ class Column:
 
 
 # ------------------------------------------------------------------------------------------ strategies
+
+
+def sometimes(draw, p=4):
+    """True about once in p draws (Hypothesis favours small integers, and shrinks to False)."""
+    return draw(st.sampled_from([False] * (p - 1) + [True]))
+
+
+def count_option(draw, option, usual, wrong):
+    """[option, value]: mostly a usual value, once in 8 a value the option refuses."""
+    return [option, str(draw(st.sampled_from(wrong if sometimes(draw, 8) else usual)))]
 
 
 def nullable(values, null_rate):
@@ -189,16 +203,6 @@ def tables(draw):
     if draw(st.booleans()):  # columns in another order
         second = draw(st.permutations(second))
     return train, second, label, fmt
-
-
-def sometimes(draw, p=4):
-    """True about once in p draws (Hypothesis favours small integers, and shrinks to False)."""
-    return draw(st.sampled_from([False] * (p - 1) + [True]))
-
-
-def count_option(draw, option, usual, wrong):
-    """[option, value]: mostly a usual value, once in 8 a value the option refuses."""
-    return [option, str(draw(st.sampled_from(wrong if sometimes(draw, 8) else usual)))]
 
 
 @st.composite
@@ -330,12 +334,11 @@ def check_evaluation(outcome, predicted, labels, model):
     assert np.isclose(m["accuracy"], sum(p == y for p, y in known) / len(known))
 
 
-def label_values(path, label):
-    """The labels as the source reads them (a CSV file reads an empty cell of a string column as "")."""
+def column_values(path, name):
+    """A column's values as the source reads them, NaN as None (a CSV file reads an empty string cell as "")."""
     from streambp.registry import open_source
 
-    values = [v for _, _, b in open_source(path).batches([label], 1 << 16)
-              for v in plain(b.column(0)).to_pylist()]
+    values = [v for _, _, b in open_source(path).batches([name], 1 << 16) for v in plain(b.column(0)).to_pylist()]
     return [None if v is None or v != v else v for v in values]
 
 
@@ -368,7 +371,7 @@ def check_everything(run, columns, second, label, fmt, options):
         r = command(run, d, ["evaluate", model_path, data, "--json", "--label", label],
                     {0, 2} if skip or predicted is None else {0}, names)
         if r.code == 0 and predicted is not None:
-            check_evaluation(r, predicted, label_values(data, label), model)
+            check_evaluation(r, predicted, column_values(data, label), model)
         # A second table: unseen categories, nulls, its columns maybe in another order. A CSV reader infers its
         # types anew (an all-null column is typed null, digits become integers), and a column may have another
         # type: such a table may be refused, naming the column.
@@ -408,6 +411,63 @@ def test_one_kind_of_column_with_its_options(data):
     check_everything(in_process, columns, second, "label", fmt, data.draw(fit_options(columns, "label")))
 
 
+@st.composite
+def datasets(draw):
+    """A training table split over two files of a directory (one may be empty), the second file's copy of one
+    column sometimes of another type; fit's options, sometimes --features; predict's --id column."""
+    columns, _, label, fmt = draw(tables())
+    options = draw(fit_options(columns, label))
+    names = [c.name for c in columns]
+    if sometimes(draw):
+        options += ["--features", ",".join(draw(st.lists(st.sampled_from(names + ["missing_col"]), min_size=1,
+                                                          max_size=3, unique=True)))]
+    cut = draw(st.integers(0, len(columns[0].array)))
+    drift = draw(st.sampled_from([None] * 3 + names))
+    id_column = draw(st.sampled_from([None, "prediction", "missing_col"] + names))
+    return columns, label, fmt, options, cut, drift, id_column
+
+
+@settings(max_examples=int(os.environ.get("STREAMBP_EXAMPLES", 60)), **SETTINGS)
+@given(datasets())
+def test_two_file_datasets_and_predict_ids(case):
+    """fit on a directory of two files; predict with --id carries the id column through unchanged, and is
+    refused (exit 2, naming it) only for an id the data lacks, holds twice, or an output column's name."""
+    columns, label, fmt, options, cut, drift, id_column = case
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "data")
+        os.mkdir(data)
+        part2 = [Column(c.name, c.kind, c.array[cut:]) for c in columns]
+        if drift is not None:  # the same column as text in the second file
+            part2 = [Column(c.name, c.kind, pa.array([None if v is None else str(v) for v in c.array.to_pylist()],
+                                                     type=pa.string())) if c.name == drift else c for c in part2]
+        if not (write_table([Column(c.name, c.kind, c.array[:cut]) for c in columns], f"{data}/p0.{fmt}", fmt)
+                and write_table(part2, f"{data}/p1.{fmt}", fmt)):
+            return
+        names = [c.name for c in columns] + [n for a in options[1:] for n in a.split(",")]
+        model_path = os.path.join(d, "model.npz")
+        fit = command(in_process, d, ["fit", data, "--out", model_path, *options], {0, 2, 3}, names)
+        event(f"fit exit {fit.code}")
+        if fit.code != 0:
+            assert not os.path.exists(model_path), "a failed fit left a model file"
+            return
+        model = streambp.load(model_path)
+        out = os.path.join(d, "p.parquet")
+        args = ["predict", model_path, data, "--out", out] + (["--id", id_column] if id_column else [])
+        r = command(in_process, d, args, {0, 2}, names + ["prediction", "missing_col"])
+        unique = id_column is None or [c.name for c in columns].count(id_column) == 1
+        if r.code == 2:
+            assert "skip" in options or id_column in ("prediction", "missing_col") or not unique, r.stderr
+            return
+        written = pq.read_table(out)
+        if id_column:
+            assert written.column_names[0] == id_column
+            got = [None if v is None or v != v else v for v in written.column(0).to_pylist()]
+            assert got == column_values(data, id_column)
+            written = written.drop_columns([id_column])
+            pq.write_table(written, out)
+        check_predictions(out, model, len(columns[0].array))
+
+
 # ------------------------------------------------------------------------------------------ real processes
 
 
@@ -441,66 +501,3 @@ def example_tables():
 @pytest.mark.parametrize("columns,second,label,fmt,options", example_tables())
 def test_real_process_examples(columns, second, label, fmt, options):
     check_everything(real_process, columns, second, label, fmt, ["--threads", "1", *options])
-
-
-def column_values(path, name):
-    """A column's values as the source reads them, NaN as None (a CSV file reads an empty string cell as "")."""
-    from streambp.registry import open_source
-
-    values = [v for _, _, b in open_source(path).batches([name], 1 << 16) for v in plain(b.column(0)).to_pylist()]
-    return [None if v is None or v != v else v for v in values]
-
-
-@st.composite
-def datasets(draw):
-    """A training table split over two files of a directory (one may be empty), the second file's copy of one
-    column sometimes of another type; fit's options, sometimes --features; predict's --id column."""
-    columns, _, label, fmt = draw(tables())
-    options = draw(fit_options(columns, label))
-    names = [c.name for c in columns]
-    if sometimes(draw):
-        options += ["--features", ",".join(draw(st.lists(st.sampled_from(names + ["missing_col"]), min_size=1,
-                                                          max_size=3, unique=True)))]
-    cut = draw(st.integers(0, len(columns[0].array)))
-    drift = draw(st.sampled_from([None] * 3 + names))
-    id_column = draw(st.sampled_from([None, "prediction", "missing_col"] + names))
-    return columns, label, fmt, options, cut, drift, id_column
-
-
-@settings(max_examples=int(os.environ.get("STREAMBP_EXAMPLES", 60)), **SETTINGS)
-@given(datasets())
-def test_two_file_datasets_and_predict_ids(case):
-    columns, label, fmt, options, cut, drift, id_column = case
-    with tempfile.TemporaryDirectory() as d:
-        data = os.path.join(d, "data")
-        os.mkdir(data)
-        part2 = [Column(c.name, c.kind, c.array[cut:]) for c in columns]
-        if drift is not None:  # the same column as text in the second file
-            part2 = [Column(c.name, c.kind, pa.array([None if v is None else str(v) for v in c.array.to_pylist()],
-                                                     type=pa.string())) if c.name == drift else c for c in part2]
-        if not (write_table([Column(c.name, c.kind, c.array[:cut]) for c in columns], f"{data}/p0.{fmt}", fmt)
-                and write_table(part2, f"{data}/p1.{fmt}", fmt)):
-            return
-        names = [c.name for c in columns] + [n for a in options[1:] for n in a.split(",")]
-        model_path = os.path.join(d, "model.npz")
-        fit = command(in_process, d, ["fit", data, "--out", model_path, *options], {0, 2, 3}, names)
-        event(f"fit exit {fit.code}")
-        if fit.code != 0:
-            assert not os.path.exists(model_path), "a failed fit left a model file"
-            return
-        model = streambp.load(model_path)
-        out = os.path.join(d, "p.parquet")
-        args = ["predict", model_path, data, "--out", out] + (["--id", id_column] if id_column else [])
-        r = command(in_process, d, args, {0, 2}, names + ["prediction", "missing_col"])
-        unique = id_column is None or [c.name for c in columns].count(id_column) == 1
-        if r.code == 2:
-            assert "skip" in options or id_column in ("prediction", "missing_col") or not unique, r.stderr
-            return
-        written = pq.read_table(out)
-        if id_column:
-            assert written.column_names[0] == id_column
-            got = [None if v is None or v != v else v for v in plain(written.column(0)).to_pylist()]
-            assert got == column_values(data, id_column)
-            written = written.drop_columns([id_column])
-            pq.write_table(written, out)
-        check_predictions(out, model, len(columns[0].array))
