@@ -46,14 +46,14 @@ def info():
 
 
 def start_threading_layer():
-    """Start Numba's threading layer now (by running a tiny parallel kernel), so that it is chosen and its
-    threads exist before training; return the layer's name."""
+    """Start Numba's threading layer now, so that it is chosen and its threads exist before training; return
+    the layer's name."""
     import numba
-    import numpy as np
+    from numba.np.ufunc.parallel import _launch_threads  # what a parallel kernel's first run calls
 
-    from .kernels.optim import sgd_update
+    from . import kernels  # noqa: F401  (sets the layer priority first)
 
-    sgd_update(np.zeros(1), np.zeros(1), 0.0)
+    _launch_threads()  # no public call starts the layer, and running a kernel would first compile one
     return numba.threading_layer()
 
 
