@@ -50,5 +50,6 @@ def _compile(dtype, batch_size, hidden, categorical, shuffle, standardize):
     gather_columns(X, np.array([column.ctypes.data], np.int64), 0)
     if shuffle:
         copy_rows(X, X.copy(), np.zeros(1, np.int64))
-    if standardize:  # a record batch's rows times its columns: most often enough for the parallel build
-        standardize_rows(np.zeros((PARALLEL_MIN_ELEMENTS, 1), dtype), np.zeros(1, dtype), np.ones(1, dtype))
+    if standardize:  # both builds: the pieces of record batches it is given are large or small
+        for rows in (1, PARALLEL_MIN_ELEMENTS):
+            standardize_rows(np.zeros((rows, 1), dtype), np.zeros(1, dtype), np.ones(1, dtype))
