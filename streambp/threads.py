@@ -5,8 +5,8 @@ spinning threads that was measured 16-65x slower than either alone. With OMP_WAI
 idle workers sleep, and it launched loops faster than the 'workqueue' layer here (2-4x the training
 throughput at batch 32), so streambp prefers OpenMP with a passive wait policy, then TBB, then
 workqueue (whose workers also sleep). NUMBA_THREADING_LAYER and OMP_WAIT_POLICY set by the user win.
-The layer is chosen when streambp.kernels is first imported (streambp/kernels/threading_layer.py), before
-any kernel runs; importing streambp alone changes nothing.
+The layer is chosen and started when streambp.kernels is first imported (streambp/kernels/threading_layer.py),
+before any kernel runs; importing streambp alone changes nothing.
 The prange loops and the BLAS calls alternate in one thread, so each may use the whole budget.
 """
 import os
@@ -46,14 +46,12 @@ def info():
 
 
 def start_threading_layer():
-    """Start Numba's threading layer now, so that it is chosen and its threads exist before training; return
-    the layer's name."""
+    """Start Numba's threading layer now (importing streambp.kernels does), so that it is chosen and its
+    threads exist before training; return the layer's name."""
     import numba
-    from numba.np.ufunc.parallel import _launch_threads  # what a parallel kernel's first run calls
 
-    from . import kernels  # noqa: F401  (sets the layer priority first)
+    from . import kernels  # noqa: F401
 
-    _launch_threads()  # no public call starts the layer, and running a kernel would first compile one
     return numba.threading_layer()
 
 

@@ -190,3 +190,25 @@ def test_a_small_network_compiles_no_parallel_build_it_does_not_run(tmp_path):
         "embedding_bag_backward": neither, "softmax_forward": neither,  # no categorical inputs; no prediction
         "sgd_update": [False, True], "sgd_momentum_update": neither, "adam_update": neither,
         "adagrad_update": neither, "rmsprop_update": neither}
+
+
+def test_jitted_caller_of_a_cached_parallel_build_runs_from_the_cache(tmp_path):
+    """A by_size kernel's parallel build cached by a Python call, then a kernel calling it compiled in a second
+    process (loading that build from the cache) and loaded from the cache in a third: it runs (the third
+    process crashed when nothing started Numba's threading layer)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    python_caller = ("import numpy as np\nfrom streambp.kernels.dense import bias_forward\n"
+                     f"z = np.zeros(({PARALLEL_MIN_ELEMENTS}, 1), np.float32)\n"
+                     "bias_forward(z, np.ones(1, np.float32))\nprint(z.sum())")
+    jitted_caller = ("import numpy as np\nfrom streambp.kernels.dense import dense_forward\n"
+                     "z = np.empty((2, 3), np.float32)\n"
+                     "dense_forward(z, np.ones((2, 4), np.float32), np.ones((3, 4), np.float32), "
+                     "np.ones(3, np.float32))\n"
+                     "print(z.sum())")
+    outputs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+               for code in (python_caller, jitted_caller, jitted_caller)]
+    assert [(p.returncode, p.stdout.split()) for p in outputs] == [(0, [f"{PARALLEL_MIN_ELEMENTS}.0"]),
+                                                                   (0, ["30.0"]), (0, ["30.0"])]
