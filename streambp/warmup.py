@@ -9,6 +9,7 @@ runs beside it in pyarrow's threads, which do not hold the GIL.
 """
 import threading
 
+from . import threads
 from .config import DEFAULT_HIDDEN
 
 EXPECTED_CLASSES = 2  # the layer sizes are guessed before the pre-pass counts the classes
@@ -16,10 +17,10 @@ EXPECTED_CLASSES = 2  # the layer sizes are guessed before the pre-pass counts t
 
 def start(c):
     """Start compiling what the fit configured by `c` (a FitConfig) will call, in a daemon thread; return the
-    thread, or None where the network is only known once a model file is read (--init, --resume) or another
-    engine trains elsewhere. Join it before the first epoch; a kernel it has not reached yet is compiled
-    where it is first called, as without it."""
-    if c.init or c.resume or c.engine != "local":
+    thread, or None where the network is only known once a model file is read (--init, --resume), another
+    engine trains elsewhere, or the threading layer cannot run parallel kernels from two threads at once. Join
+    it before the first epoch; a kernel it has not reached yet is compiled where it is first called."""
+    if c.init or c.resume or c.engine != "local" or not threads.concurrent_calls_safe():
         return None
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     t = threading.Thread(target=_load, args=(c.dtype, c.batch_size, hidden, bool(c.categorical or c.hash_buckets),
