@@ -50,8 +50,9 @@ def start_threading_layer():
     threads exist before training; return the layer's name."""
     import numba
 
-    from . import kernels  # noqa: F401
+    from .kernels.threading_layer import start_layer
 
+    start_layer()  # done already if streambp.kernels was imported before
     return numba.threading_layer()
 
 
