@@ -1,9 +1,14 @@
 """One training step: a compiled backprop call and optimizer updates on preallocated buffers."""
+import copy
+from types import SimpleNamespace
+
 import numpy as np
 
+from .kernels.compile import PARALLEL_MIN_ELEMENTS
 from .kernels.embedding import embedding_bag_backward
-from .kernels.network import network_loss_and_grad
-from .model import Workspace, parameter_count
+from .kernels.network import network_loss_and_grad, sized_for
+from .model import Workspace, make_layout, parameter_count
+from .optim import Optimizer
 
 
 class Stepper:
@@ -33,6 +38,7 @@ class Stepper:
         self.class_weights = None if class_weights is None else np.asarray(class_weights, dtype=dtype)
         self._no_idx = np.empty((batch_size, 0), dtype=np.int32)
         self._dtable = self.dtable_rows
+        self._loss_and_grad = sized_for(network_loss_and_grad, batch_size, model.sizes)
 
     @property
     def table(self):
@@ -55,8 +61,8 @@ class Stepper:
         idx = self._no_idx[:n] if idx is None or idx.shape[1] == 0 else np.ascontiguousarray(idx, dtype=np.int32)
         inverse = self._touched_rows(idx)  # before the forward pass reads E[idx]: it checks the slots
         m, ws = self.model, self.ws
-        c, hits = network_loss_and_grad(self.dtheta, ws.acts, ws.deltas, ws.losses, m.theta, m.layout, X, idx, y,
-                                        w, ws.ones)
+        c, hits = self._loss_and_grad(self.dtheta, ws.acts, ws.deltas, ws.losses, m.theta, m.layout, X, idx, y, w,
+                                      ws.ones)
         if inverse is not None:
             O1 = m.sizes[1]  # delta^1 is the deltas workspace's first block
             embedding_bag_backward(self.dtable_rows, ws.deltas[:n * O1].reshape(n, O1), inverse)
@@ -81,11 +87,14 @@ class Stepper:
         return inverse.reshape(idx.shape)
 
     def load_kernels(self):
-        """Compile the backprop kernels for the model's dtype (or load them from Numba's cache) on a scratch row
-        (with one categorical column when the model has a table), so that the first step of a timed epoch does
-        not pay for it; the model is not changed."""
+        """Compile the kernels of a step for the model's dtype (or load them from Numba's cache) on scratch data
+        (a row with one categorical column when the model has a table; optimizers with scratch state), so that
+        the first step of a timed epoch does not pay for it; neither the model nor the optimizers change."""
         idx = np.zeros((1, 1 if self.slots else 0), np.int32)
         self.loss_and_grad(np.zeros((1, self.model.sizes[0]), self.dtheta.dtype), idx, np.zeros(1, np.int32))
+        load_update(self.optimizer, self.dense)
+        if self.slots and self.table_optimizer is not None:
+            load_update(self.table_optimizer, self.dtable_rows.size)
 
     def step(self, X, idx, y, lr):
         """One SGD-style step on the minibatch; returns its mean loss before the update and how many of its
@@ -97,6 +106,29 @@ class Stepper:
         if self.table_rows.size:
             self.table_optimizer.step_rows(self.table, self.table_rows, self.dtable_rows, lr)
         return loss, correct
+
+
+def load_update(optimizer, size):
+    """Compile the update that `optimizer` (a streambp.optim.Optimizer; others are left alone) runs on `size`
+    parameters, or load it from Numba's cache: one step of a copy of it on scratch parameters and state of at
+    most PARALLEL_MIN_ELEMENTS values, which takes the same build of a by_size kernel as `size` values."""
+    if not isinstance(optimizer, Optimizer):
+        return
+    n = min(size, PARALLEL_MIN_ELEMENTS)
+    scratch = copy.copy(optimizer)
+    scratch.shape = (n,)
+    scratch.state = {k: np.zeros(n, v.dtype) for k, v in optimizer.state.items()}
+    scratch._prepare()
+    scratch.step(np.zeros(n, optimizer.dtype), np.zeros(n, optimizer.dtype), 0.0)
+
+
+def load_kernels(dtype, batch_size, sizes, categorical):
+    """What Stepper(model, ...).load_kernels() compiles for the network (not the optimizers), for a model of
+    `dtype` and layer sizes `sizes`, with or without categorical inputs, before that model exists."""
+    slots = 1 if categorical else 0
+    theta = np.zeros(parameter_count(sizes) + slots * sizes[1], dtype)
+    scratch = SimpleNamespace(theta=theta, sizes=list(sizes), layout=make_layout(sizes), slots=slots)
+    Stepper(scratch, None, batch_size).load_kernels()
 
 
 class SplitOptimizer:

@@ -5,8 +5,8 @@ spinning threads that was measured 16-65x slower than either alone. With OMP_WAI
 idle workers sleep, and it launched loops faster than the 'workqueue' layer here (2-4x the training
 throughput at batch 32), so streambp prefers OpenMP with a passive wait policy, then TBB, then
 workqueue (whose workers also sleep). NUMBA_THREADING_LAYER and OMP_WAIT_POLICY set by the user win.
-The layer is chosen when streambp.kernels is first imported (streambp/kernels/threading_layer.py), before
-any kernel runs; importing streambp alone changes nothing.
+The layer is chosen and started when streambp.kernels is first imported (streambp/kernels/threading_layer.py),
+before any kernel runs; importing streambp alone changes nothing.
 The prange loops and the BLAS calls alternate in one thread, so each may use the whole budget.
 """
 import os
@@ -46,14 +46,13 @@ def info():
 
 
 def start_threading_layer():
-    """Start Numba's threading layer now (by running a tiny parallel kernel), so that it is chosen and its
+    """Start Numba's threading layer now (importing streambp.kernels does), so that it is chosen and its
     threads exist before training; return the layer's name."""
     import numba
-    import numpy as np
 
-    from .kernels.optim import sgd_update
+    from .kernels.threading_layer import start_layer
 
-    sgd_update(np.zeros(1), np.zeros(1), 0.0)
+    start_layer()  # done already if streambp.kernels was imported before
     return numba.threading_layer()
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from . import __version__, threads
+from . import __version__, threads, warmup
 from .atomic import check_writable, current, make_dir, scope
 from .badrows import BadRows
 from .checkpoint import checkpoints, load_latest, lock, newest_valid, save_checkpoint
@@ -372,6 +372,7 @@ def fit(c: FitConfig):
         n_threads = threads.configure(c.threads)
         if c.deterministic:
             c = replace(c, threads=n_threads)  # a resumed run must use the same count
+        compiling = warmup.start(c)  # overlaps the pre-pass in prepare()
         run, resumed = prepare(c, n_threads)
         if c.out:
             check_writable(c.out, "--out")  # against the data files too, now that they are known
@@ -380,6 +381,8 @@ def fit(c: FitConfig):
             stack.push(finish_bad_rows(run.bad_rows))
         engine = make_engine(run)
         stack.callback(engine.close)
+        if compiling is not None:
+            compiling.join()  # before the first epoch's clock starts
         set_schedule(run, getattr(engine, "rows_per_step", run.config.batch_size))
         return train(run, resumed, engine)
 

@@ -11,6 +11,7 @@ Dimension key used in every kernel file:
     P  total parameter count of the network (the flat buffer theta)
 Arguments come outputs first, then inputs, then weights; gradients are named d<name>.
 """
-from .threading_layer import select_layer
+from .threading_layer import select_layer, start_layer
 
 select_layer()  # before any kernel of this package runs
+start_layer()

@@ -1,25 +1,42 @@
 """How kernels are compiled: each elementwise body is built serial and parallel, and a dispatcher
 picks one by the size of the work, since waking the thread pool costs more than a small pass.
+The two builds give the same bits (tests/test_parallel_kernels.py), so which one runs is a matter of speed.
 
 error_model="numpy" drops the division-by-zero checks that stop LLVM from vectorising loops;
 fastmath "contract" only allows fused multiply-adds, so NaN and inf keep their meaning. nogil: the
 training thread's kernels let the prefetch thread run its Python code meanwhile.
+
+Compiling is most of a first run's start-up (a kernel takes 0.2-2 s; a parallel build costs 2-3 times a
+serial one), so nothing is compiled before it is called: a call from Python compiles only the build it runs,
+and jitted code that never reaches PARALLEL_MIN_ELEMENTS calls the serial builds only (serial_twin).
 """
 import inspect
 import types
 
 from numba import njit
+from numba.core.registry import CPUDispatcher
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, one thread finishes before the pool wakes up
 
 
-def _renamed(fn, suffix):
-    """A copy of fn under another name (so that Numba's on-disk cache keeps each build apart)."""
-    f = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+def _renamed(fn, suffix, globals_=None):
+    """A copy of fn under another name (so that Numba's on-disk cache keeps each build apart), reading
+    `globals_` (default: fn's own) for its global names."""
+    f = types.FunctionType(fn.__code__, fn.__globals__ if globals_ is None else globals_, fn.__name__ + suffix,
+                           fn.__defaults__, fn.__closure__)
     f.__qualname__ = fn.__qualname__ + suffix
     f.__doc__ = fn.__doc__
     return f
+
+
+class SizedKernel(CPUDispatcher):
+    """The dispatcher of a by_size kernel. Jitted callers compile its _DISPATCH body, which holds both builds;
+    a call from Python picks the build here, so that only the build it runs is compiled."""
+
+    def __call__(self, out, *inputs):
+        g = self.py_func.__globals__
+        return (g["serial"] if out.size < PARALLEL_MIN_ELEMENTS else g["parallel"])(out, *inputs)
 
 
 # The dispatcher names the body's own arguments rather than taking *inputs: Numba types *inputs as a
@@ -52,4 +69,24 @@ def by_size(body):
     }
     inputs = ", ".join(list(inspect.signature(body).parameters)[1:])
     exec(compile(_DISPATCH.format(inputs=inputs), __file__, "exec"), namespace)
-    return njit(**OPTIONS)(_renamed(namespace["_dispatch"], body.__name__))
+    options = {k: v for k, v in OPTIONS.items() if k != "cache"}
+    kernel = SizedKernel(_renamed(namespace["_dispatch"], body.__name__),
+                         targetoptions={**options, "nopython": True, "boundscheck": None})
+    kernel.enable_caching()
+    return kernel
+
+
+def serial_twin(kernel, suffix="_serial"):
+    """A copy of the jitted `kernel` that calls, in place of each by_size kernel and each kernel with a twin
+    among its globals, the serial build or that twin: the same results as `kernel` wherever no by_size kernel
+    it calls is given PARALLEL_MIN_ELEMENTS or more elements of output, without compiling any parallel build.
+    Made once the module's globals are all defined (they are copied)."""
+    fn = kernel.py_func
+    g = dict(fn.__globals__)
+    for name, value in fn.__globals__.items():
+        if isinstance(value, SizedKernel):
+            g[name] = value.py_func.__globals__["serial"]
+        elif isinstance(value, CPUDispatcher) and hasattr(value, "serial_twin"):
+            g[name] = value.serial_twin
+    kernel.serial_twin = njit(**OPTIONS)(_renamed(fn, suffix, g))
+    return kernel.serial_twin

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import bias_sigmoid_forward
-from .compile import OPTIONS, by_size
+from .compile import OPTIONS, by_size, serial_twin
 
 
 def _bias_forward(z, b):
@@ -45,3 +45,7 @@ def dense_backward(dW, db, dinp, dz, inp, W, ones):
     np.dot(ones, dz, db)
     if dinp.shape[0] > 0:
         np.dot(dz, W, dinp)
+
+
+dense_forward_serial = serial_twin(dense_forward)
+dense_sigmoid_forward_serial = serial_twin(dense_sigmoid_forward)

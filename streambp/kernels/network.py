@@ -12,7 +12,7 @@ Workspaces acts and deltas hold, for B rows, every layer's [B, O] block one afte
 import numpy as np
 from numba import njit
 
-from .compile import OPTIONS
+from .compile import OPTIONS, PARALLEL_MIN_ELEMENTS, serial_twin
 
 from .dense import bias_forward, dense_backward, dense_forward, dense_sigmoid_forward
 from .activations import bias_sigmoid_forward, sigmoid_backward
@@ -114,3 +114,16 @@ def network_loss_and_grad(dtheta, acts, deltas, losses, theta, layout, X, idx, y
             dense_backward(dW, db, _block(deltas, layout, l - 1, n), dz, _block(acts, layout, l - 1, n),
                            W, ones[:n])
     return c, hits
+
+
+network_forward_serial = serial_twin(network_forward)
+network_predict_proba_serial = serial_twin(network_predict_proba)
+network_loss_serial = serial_twin(network_loss)
+network_loss_and_grad_serial = serial_twin(network_loss_and_grad)
+
+
+def sized_for(kernel, rows, sizes):
+    """`kernel` (a network_* function) for minibatches of up to `rows` rows of a network of layer sizes `sizes`
+    (inputs first): its serial twin when no layer's [rows, O] block reaches PARALLEL_MIN_ELEMENTS, so that a
+    fit compiles no parallel build it would never run; the same results either way."""
+    return kernel.serial_twin if rows * max(sizes[1:]) < PARALLEL_MIN_ELEMENTS else kernel

@@ -21,8 +21,7 @@ def openmp_loaded():
 
 
 def select_layer():
-    """Set Numba's layer priority and OMP_WAIT_POLICY (unless the user set them); the layer itself starts
-    with the first parallel kernel."""
+    """Set Numba's layer priority and OMP_WAIT_POLICY (unless the user set them); start_layer() starts it."""
     import numba
 
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
@@ -30,3 +29,13 @@ def select_layer():
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER_PRIORITY = (
             LAYER_PRIORITY if passive or not openmp_loaded() else PRELOADED_OPENMP_PRIORITY)
+
+
+def start_layer():
+    """Start the chosen layer (its threads sleep until a parallel loop runs). A kernel loaded from Numba's cache
+    that calls a parallel build which was itself loaded from the cache when the kernel was compiled does not
+    start the layer, and crashes in a process where nothing else did (numba 0.68: a Python call of a by_size
+    kernel, then a kernel calling it compiled in a second process and loaded in a third)."""
+    from numba.np.ufunc.parallel import _launch_threads  # no public call starts the layer
+
+    _launch_threads()
