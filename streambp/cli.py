@@ -25,8 +25,8 @@ def user_errors(fn):
             from rich.console import Console
             from rich.markup import escape
 
-            Console(stderr=True).print(f"[bold red]Error:[/] {escape(printable(str(e)))}", highlight=False,
-                                       soft_wrap=True)
+            prefix = "" if e.exit_code == 130 else "[bold red]Error:[/] "  # an interrupt is not an error
+            Console(stderr=True).print(f"{prefix}{escape(printable(str(e)))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
 
     return wrapper

@@ -51,7 +51,7 @@ class FitConfig:
     val_fraction: float = 0.0  # hold out this fraction of the rows of data, by a hash of (file, row)
     standardize: bool = True
     class_weight: str | list[float] | None = None  # "balanced", or one weight per class in class order
-    run_dir: str | None = None  # checkpoints, config.toml and events.jsonl; default runs/<model>-<time>
+    run_dir: str | None = None  # checkpoints, config.toml and events.jsonl; default runs/<model>-<time>; "none": no
     resume: str | None = None  # continue from the newest checkpoint in this run directory
     checkpoint_every: str = "10m"  # also: N steps, Ns/Nm/Nh, or "epoch"; a checkpoint ends every epoch too
     keep_checkpoints: int = 3

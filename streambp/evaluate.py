@@ -18,8 +18,9 @@ def model_spec(model, source):
     spec = model.spec
     usable = {c.name: "numeric" for c in spec.numeric}
     usable.update({c.name: "categorical" for c in spec.categorical})
+    names = set(source.schema.names)  # a set: a table of 20,000 columns is not 20,000 list scans
     for c in spec.columns:
-        if c not in source.schema.names:
+        if c not in names:
             raise StreambpError(f"{source.files[0]} has no column {c!r}, which the model was trained on "
                                 f"(the model reads the columns {', '.join(spec.columns[:8])}"
                                 f"{', ...' if len(spec.columns) > 8 else ''}).")

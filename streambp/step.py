@@ -6,6 +6,7 @@ import numpy as np
 
 from .kernels.compile import PARALLEL_MIN_ELEMENTS
 from .kernels.embedding import embedding_bag_backward
+from .kernels.table import touched_rows
 from .kernels.network import network_loss_and_grad, sized_for
 from .model import Workspace, make_layout, parameter_count
 from .optim import Optimizer
@@ -38,6 +39,7 @@ class Stepper:
         self.class_weights = None if class_weights is None else np.asarray(class_weights, dtype=dtype)
         self._no_idx = np.empty((batch_size, 0), dtype=np.int32)
         self._dtable = self.dtable_rows
+        self._marks = self._rows = self._inverse = np.empty(0, dtype=np.int64)  # touched_rows' buffers, sized on use
         self._loss_and_grad = sized_for(network_loss_and_grad, batch_size, model.sizes)
 
     @property
@@ -75,16 +77,22 @@ class Stepper:
             self.table_rows = self.table_rows[:0]
             self.dtable_rows = self._dtable[:0]
             return None
-        rows, inverse = np.unique(idx.ravel(), return_inverse=True)
-        if rows[0] < 0 or rows[-1] >= self.slots:
-            bad = rows[0] if rows[0] < 0 else rows[-1]
-            raise ValueError(f"categorical slot {bad} is outside the model's embedding table of {self.slots} slots")
+        if self._marks.shape[0] != self.slots or self._rows.shape[0] < idx.size:
+            self._marks = np.full(self.slots, -1, dtype=np.int64)  # touched_rows leaves it so after each call
+            self._rows = np.empty(idx.size, dtype=np.int64)
+            self._inverse = np.empty(idx.size, dtype=np.int64)
+        inverse = self._inverse[:idx.size].reshape(idx.shape)
+        R = touched_rows(self._rows, inverse, idx, self._marks)
+        if R < 0:
+            raise ValueError(f"categorical slot {self._rows[0]} is outside the model's embedding table of {self.slots} "
+                             "slots")
+        rows = self._rows[:R]
         if rows.size > self._dtable.shape[0]:
             self._dtable = np.empty((max(rows.size, 2 * self._dtable.shape[0]), self.model.sizes[1]),
                                     dtype=self.dtheta.dtype)
-        self.table_rows = rows.astype(np.int64, copy=False)
+        self.table_rows = rows
         self.dtable_rows = self._dtable[:rows.size]
-        return inverse.reshape(idx.shape)
+        return inverse
 
     def load_kernels(self):
         """Compile the kernels of a step for the model's dtype (or load them from Numba's cache) on scratch data

@@ -247,10 +247,12 @@ def make_engine(run):
 
 def make_run_dir(c, resumed):
     """The run directory: --resume's, --run-dir (refused if it holds another run's checkpoints), or a new
-    runs/<model>-<time>[-N] beside the model; None without a model file or --run-dir."""
+    runs/<model>-<time>[-N] beside the model; None without a model file or --run-dir, or with --run-dir none."""
     if resumed:
         lock(c.resume)
         return c.resume
+    if c.run_dir == NO_RUN_DIR:
+        return None
     if c.run_dir:
         make_dir(c.run_dir, "--run-dir")
         lock(c.run_dir)  # before looking for checkpoints: two fits started together cannot both pass
@@ -304,6 +306,8 @@ class Checkpointer:
         `stopped` says why the run ends there before its last epoch (a resume then has nothing to train)."""
         run, c, stopper = self.run, self.run.config, self.stopper
         self.check_finite(state.epoch)
+        if c.run_dir == NO_RUN_DIR:
+            return None
         return save_checkpoint(self.run_dir or default_run_dir(c), run.model, run.optimizer, {
             **asdict(state), "stopped": stopped, "steps": run.steps, "history": self.history,
             "labels": asdict(run.labels),
@@ -335,8 +339,18 @@ class Checkpointer:
         good = found and found[0]
         kept = f"The last good checkpoint is {good}; resume from it with a smaller rate: streambp fit --resume " \
             f"{run_dir} --lr {c.lr / 10:g}." if good else f"No checkpoint was written; try a smaller --lr than {c.lr}."
-        raise Diverged(f"Training diverged in epoch {epoch} at step {step} (NaN or inf {what}); nothing was saved "
-                       f"from this point. {kept}")
+        raise Diverged(f"Training diverged in epoch {epoch} at step {step} (NaN, inf or exploding {what}); nothing "
+                       f"was saved from this point. {kept}")
+
+
+NO_RUN_DIR = "none"  # --run-dir none: no run directory, no checkpoints, no events file
+
+
+def saved(path):
+    """What an interrupted or failed run says about its checkpoint `path` (None with --run-dir none)."""
+    if path is None:
+        return "No checkpoint was written (--run-dir none)."
+    return f"Wrote {path}; resume with: streambp fit --resume {os.path.dirname(path)}"
 
 
 def engine_items(engine, epoch, skip, checkpoint):
@@ -344,8 +358,7 @@ def engine_items(engine, epoch, skip, checkpoint):
     try:
         yield from engine.epoch(epoch, skip)
     except EngineFailed as e:
-        path = checkpoint()  # of the last update yielded
-        raise EngineFailed(f"{e} Wrote {path}; resume with: streambp fit --resume {os.path.dirname(path)}") from None
+        raise EngineFailed(f"{e} {saved(checkpoint())}") from None  # the checkpoint of the last update yielded
 
 
 def finish_bad_rows(bad_rows):
@@ -479,6 +492,7 @@ def train(run, resumed, engine):
     return model
 
 
+EXPLODED = 1e6  # a mean cross-entropy above this is divergence: predicting the class frequencies costs < 25
 AUTO_ROWS = 2_000_000  # rows an automatic --epochs aims to train on, in 3 to 100 passes
 AUTO_EPOCHS = (3, 100)
 TOLERANCE, PATIENCE = 1e-4, 5  # converged: no epoch's training loss TOLERANCE below the best in PATIENCE epochs
@@ -540,14 +554,13 @@ def run_epoch(run, engine, state, checkpoints, interrupt, logs):
                             "accuracy": state.correct / state.rows, "rows_per_s": rate})
 
     for n, loss, hits, k in engine_items(engine, epoch, state.done, failed):
-        if not math.isfinite(loss):
+        if not math.isfinite(loss) or loss > EXPLODED:
             checkpoints.diverged(epoch, "loss", run.steps + k)
         state.add(n, loss, hits)
         run.steps += k
         if interrupt.requested:
-            path = checkpoints.write(state)
-            raise Interrupted(f"Interrupted in epoch {epoch} after {state.done:,} updates; wrote {path}. Resume "
-                              f"with: streambp fit --resume {os.path.dirname(path)}")
+            raise Interrupted(f"Interrupted in epoch {epoch} after {state.done:,} updates. "
+                              f"{saved(checkpoints.write(state))}")
         checkpoints.after_update(state, k)
         if state.done % 16 == 0 and (now := time.perf_counter()) - last > 0.2:
             last = now

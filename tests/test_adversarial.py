@@ -517,3 +517,10 @@ def test_predict_with_text_in_a_boolean_column_and_a_binary_one(d):
     pq.write_table(t.append_column("flag", pa.array([b"\xff"] * 600)), d / "binary.parquet")
     attack(d, "predict", "flags.npz", "binary.parquet", "--out", "p2.parquet",
            message="column 'flag' has type binary, which the model cannot use as a categorical feature")
+
+
+def test_an_exploding_but_finite_loss_is_divergence(d):
+    # --lr 1e30 with plain SGD: the loss jumps to ~1e29, finite; it used to train on "successfully"
+    attack(d, "fit", "base.parquet", "--optimizer", "sgd", "--lr", "1e30", "--epochs", "2", "--hidden", "3",
+           "--out", "boom.npz", code=3, message=r"diverged .* \(NaN, inf or exploding loss\)")
+    assert not (d / "boom.npz").exists()

@@ -169,3 +169,11 @@ def test_resuming_a_run_that_settled_by_itself_has_nothing_to_train(tmp_path):
     assert "epoch " + str(settled + 1) not in again.stdout  # nothing trained
     np.testing.assert_array_equal(streambp.load(tmp_path / "m2.npz").theta, streambp.load(tmp_path / "m.npz").theta)
     assert digest(tmp_path / "m.npz") == model_before
+
+
+def test_run_dir_none_leaves_no_run_directory(tmp_path):
+    train = write(pa.table(raw_frame(200, 5)), tmp_path / "train.parquet")
+    proc = streambp_cli("fit", train, "--label", "label", "--epochs", "2", "--run-dir", "none",
+                        "--out", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.config.toml", "m.npz", "train.parquet"]

@@ -23,8 +23,9 @@ def test_touched_rows_equal_numpys_unique_and_leave_the_marks_clear(V, C):
 def test_a_slot_outside_the_table_is_reported_and_the_marks_stay_clear():
     marks = np.full(8, -1, np.int64)
     rows, inverse = np.empty(4, np.int64), np.empty((2, 2), np.int64)
-    assert touched_rows(rows, inverse, np.array([[1, 2], [8, 0]], np.int32), marks) == -1 - 8
-    assert touched_rows(rows, inverse, np.array([[3, -1], [1, 0]], np.int32), marks) == -1 - (-1)
+    assert touched_rows(rows, inverse, np.array([[1, 2], [8, 0]], np.int32), marks) == -1 and rows[0] == 8
+    assert (marks == -1).all()
+    assert touched_rows(rows, inverse, np.array([[3, -1], [1, 0]], np.int32), marks) == -1 and rows[0] == -1
     assert (marks == -1).all()
 
 

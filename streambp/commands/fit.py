@@ -189,7 +189,7 @@ def command(
     run_dir: Annotated[Optional[str], typer.Option(
         metavar="DIR", rich_help_panel=OUTPUT,
         help="Checkpoints, config.toml and events.jsonl of the run (default: runs/<model>-<time> beside "
-             "--out).")] = None,
+             "--out); none: no run directory, so no checkpoints to resume from.")] = None,
     checkpoint_every: Annotated[str, typer.Option(
         metavar="N|TIME|epoch", rich_help_panel=OUTPUT,
         help="Checkpoint every N steps (500), every so long (30s, 10m, 2h), or only at epoch ends (epoch); "

@@ -32,7 +32,7 @@ def scatter_rows(table, values, rows):
 def touched_rows(rows, inverse, idx, marks):
     """The distinct slots of idx [B, C], ascending, into rows[:R], and each idx[b, c]'s position among them
     into inverse [B, C]; returns R. marks [V] must hold -1 on entry and is left so (it marks the slots seen).
-    Returns -1 - s for the first slot s outside [0, V)."""
+    For a slot s outside [0, V), returns -1 with rows[0] = s."""
     V = marks.shape[0]
     R = 0
     for b in range(idx.shape[0]):
@@ -41,7 +41,8 @@ def touched_rows(rows, inverse, idx, marks):
             if s < 0 or s >= V:
                 for r in range(R):
                     marks[rows[r]] = -1
-                return -1 - s
+                rows[0] = s
+                return -1
             if marks[s] < 0:
                 marks[s] = 0
                 rows[R] = s

@@ -128,7 +128,8 @@ def test_cli_fit_on_the_cluster_with_validation_checkpoints_and_report_files(clu
     data = blobs(tmp_path / "d.parquet", 3_000, seed=2)
     run, out = tmp_path / "run", tmp_path / "m.npz"
     result = RUN.invoke(app, ["fit", str(data), "--engine", "dask", "--scheduler", cluster[0], "--hidden", "8",
-                              "--epochs", "2", "--lr", "0.5", "--val-fraction", "0.2", "--run-dir", str(run),
+                              "--epochs", "2", "--optimizer", "sgd", "--lr", "0.5", "--val-fraction", "0.2",
+                              "--run-dir", str(run),
                               "--no-standardize", "--out", str(out)])
     assert result.exit_code == 0, result.output
     history = streambp.load(out).training["history"]
