@@ -1,5 +1,6 @@
 """The mlflow logger: a small `streambp fit --logger mlflow` into a local file store in tmp_path, read back
 with MlflowClient and compared with the training history saved in the model."""
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -7,7 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import mlflow
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # MLflow's documented telemetry opt-outs, set before
+os.environ.setdefault("DO_NOT_TRACK", "true")  # mlflow is imported: these tests contact no host
+
+import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient
 
 import streambp
