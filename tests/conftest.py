@@ -1,3 +1,5 @@
+import hashlib
+import os
 import traceback
 
 import numpy as np
@@ -90,3 +92,14 @@ def spec_of(source, label="label", features=None, standardize=False):
     from streambp.features import Choices, scan
 
     return scan(source, label, Choices(features=features, standardize=standardize))[1]
+
+
+def checksums(directory):
+    """{relative path: sha256} of every file under directory: what a command must leave unchanged."""
+    out = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return out

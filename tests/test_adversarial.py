@@ -6,7 +6,6 @@ Setup (module-scoped, copied into each test's own directory): base.parquet (600 
 `label` with 3 classes), good.npz trained on it by the CLI, and run/, that fit's run directory.
 """
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -24,23 +23,14 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import checksums
+
 CLI = [sys.executable, "-c", "import sys; from streambp.cli import main; sys.argv[0] = 'streambp'; main()"]
 
 
 def cli(cwd, *args, preexec_fn=None, stdout=subprocess.PIPE):
     return subprocess.run([*CLI, *map(str, args)], cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, text=True,
                           timeout=300, preexec_fn=preexec_fn)
-
-
-def checksums(directory):
-    """{relative path: sha256} of every file under directory."""
-    out = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def attack(d, *args, code=2, message=None, preexec_fn=None, may_change=()):

@@ -20,7 +20,6 @@ The CLI runs in-process (typer's CliRunner) for speed; test_real_process_example
 checks through a real `python -m streambp` process.
 """
 import decimal
-import hashlib
 import math
 import os
 import re
@@ -40,6 +39,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from conftest import checksums
 import streambp
 
 # STREAMBP_HYPOTHESIS=explore: new random examples each run, failures reported without shrinking them
@@ -250,16 +250,6 @@ def write_table(columns, path, fmt):
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
     return True
-
-
-def checksums(directory):
-    out = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[path] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 @dataclass
