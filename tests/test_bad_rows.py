@@ -7,6 +7,8 @@ from typer.testing import CliRunner
 
 from conftest import make_blobs
 from streambp.cli import app
+from streambp.kernels.rows import split_mask
+from streambp.stream import file_key
 from streambp.train import FitConfig, fit
 
 BAD = {41: ("x3", float("inf")), 99: ("x2", float("-inf")), 300: ("label", None)}
@@ -42,7 +44,9 @@ def test_skip_with_a_validation_split_and_standardisation(tmp_path):
                           standardize=True, out=None, loggers=[]))
     assert np.isfinite(model.mean).all() and np.isfinite(model.inv_std).all()
     assert all(np.isfinite(h["val_loss"]) for h in model.training["history"])
-    assert 0 < model.training["bad_rows"] <= len(BAD)  # only the training side's bad rows
+    keep = np.empty(400, dtype=np.bool_)  # the training side of the split: the rows whose hash is above 0.3
+    split_mask(keep, file_key(str(data)), 0, 0.3, False)
+    assert model.training["bad_rows"] == sum(bool(keep[row]) for row in BAD)  # only the training side's bad rows
 
 
 def test_cli_reports_the_count_and_keeps_an_old_file_when_the_run_fails(tmp_path):
