@@ -53,8 +53,8 @@ def test_roles_fill_indicator_vocabulary_and_ignored_columns_with_reasons(tmp_pa
     color = next(c for c in spec.categorical if c.name == "color")
     assert color.values == ["blue", "green", "red"] and color.nulls == 2 and color.slots == 5
     flag = next(c for c in spec.categorical if c.name == "flag")
-    assert flag.values == [False, True] and flag.offset == color.offset + color.slots or \
-        color.offset == flag.offset + flag.slots
+    assert flag.values == [False, True]
+    assert flag.offset == color.offset + color.slots or color.offset == flag.offset + flag.slots
     assert spec.slots == 5 + 4
     # the scaler: columns to mean 0 / variance 1, the indicator left as 0/1
     assert spec.mean[-1] == 0 and spec.inv_std[-1] == 1
@@ -115,11 +115,24 @@ def test_hashed_columns_are_stable_bounded_and_spread(tmp_path):
     slots = idx[:, 0]
     assert slots.min() >= 1 and slots.max() <= 64
     assert len(np.unique(slots)) == 64  # 1500 keys fill every bucket
-    # the same value always lands in the same bucket, also as large_string and in another process' order
+    # the same value always lands in the same bucket, also as large_string and in another order
     big = write(tmp_path, pa.table({"k": keys.cast(pa.large_string())[::-1], "label": pa.array(np.arange(n) % 2)}),
                 "big.parquet")
     (_, idx2, _), = list(chunks(big, spec, None, n, np.float32))
     assert np.array_equal(idx2[::-1, 0], slots)
+    # and in every process and version: the documented hash (64-bit FNV-1a of the UTF-8 bytes, then
+    # splitmix64's finaliser), written here in plain Python, gives the same buckets
+    assert [1 + fnv1a_mixed(f"user-{i}".encode()) % 64 for i in range(20)] == slots[:20].tolist()
+
+
+def fnv1a_mixed(data):
+    mask = (1 << 64) - 1
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & mask
+    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & mask
+    return h ^ (h >> 31)
 
 
 def test_a_column_with_more_values_than_tracked_is_hashed(tmp_path, monkeypatch):
