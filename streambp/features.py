@@ -375,8 +375,9 @@ class _NumericStats:
         nb = x.size
         if nb == 0:
             return
-        mb = float(x.mean())
-        m2b = float(((x - mb) ** 2).sum())
+        with np.errstate(over="ignore"):  # spreads near float64's range overflow M2: inverse_scale handles it
+            mb = float(x.mean())
+            m2b = float(((x - mb) ** 2).sum())
         n = self.n + nb
         d = mb - self.mean
         self.mean += d * nb / n
@@ -513,13 +514,15 @@ def vector_scaler(source, spec, skip_bad, dtype):
         values = vector_matrix(f, row0, batch.column(0), spec, skip_bad, np.float64)
         for j, s in enumerate(stats):
             s.add_values(values[:, j])
-    return inverse_scale([s.mean for s in stats], [s for s in stats])
+    return inverse_scale([s.mean for s in stats], stats)
 
 
 def inverse_scale(mean, stats):
-    """inv_std from the moments; a constant input gets 1, so it maps to 0."""
+    """inv_std from the moments; a constant input gets 1, so it maps to 0, and so does a spread too wide to
+    measure in float64 (an infinite M2 would give inv_std 0, which no model may hold)."""
     std = [np.sqrt(s.m2 / s.n) if s.n else 0.0 for s in stats]
-    return np.array(mean), np.array([1.0 / d if d > 1e-12 * max(abs(m), 1.0) else 1.0 for m, d in zip(mean, std)])
+    return np.array(mean), np.array([1.0 / d if np.isfinite(d) and d > 1e-12 * max(abs(m), 1.0) else 1.0
+                                     for m, d in zip(mean, std)])
 
 
 def scaler(spec, stats):

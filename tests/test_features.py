@@ -276,3 +276,11 @@ def test_a_list_column_of_empty_lists_is_an_error_naming_it(tmp_path):
     source = write(tmp_path, pa.table({"v": pa.array([[], []], type=pa.list_(pa.float32())), "label": [0, 1]}))
     with pytest.raises(StreambpError, match=r"t.parquet: list column 'v' holds no values \(an empty list in row 0\)"):
         scan(source, "label", Choices())
+
+
+def test_a_spread_too_wide_for_float64_scales_by_one_not_zero(tmp_path):
+    # (x - mean)**2 overflows float64 for values near 1e200: an infinite M2 once gave inv_std 0, a model the
+    # validator refuses to load
+    source = write(tmp_path, pa.table({"x": pa.array([1e200, -1e200, 3.0, 5.0]), "label": pa.array([0, 1, 0, 1])}))
+    spec = scan(source, "label", Choices(dtype="float64"))[1]
+    assert np.isfinite(spec.mean).all() and spec.inv_std.tolist() == [1.0]
