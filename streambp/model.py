@@ -230,7 +230,8 @@ def check_fields(meta, version):
             raise Invalid(f"metadata field {key!r} is {type(meta[key]).__name__} {meta[key]!r:.80}")
     if version < 2 and meta.get("standardized"):
         raise Invalid("a version 1 model cannot be standardized")
-    if version >= 3 and not (isinstance(meta.get("inputs"), dict) and is_int(meta.get("slots"))):
+    if (version >= 3 or "inputs" in meta or "slots" in meta) and \
+            not (isinstance(meta.get("inputs"), dict) and is_int(meta.get("slots"))):
         raise Invalid("a version 3 model needs its 'inputs' description and 'slots'")
 
 

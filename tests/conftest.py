@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import Phase, settings
 from typer.testing import CliRunner
 
 from pathlib import Path
@@ -14,6 +15,12 @@ pytest_plugins = ["streambp.testing"]  # register_plugin, fresh_plugin_manager, 
 pytest.register_assert_rewrite("streambp.testing")  # imported below, before pytest loads it as a plugin
 
 from streambp.testing import blobs as gaussian_blobs  # noqa: E402
+
+# Hypothesis draws the same examples on every run, so CI is never red by chance; a bug found once stays an
+# @example. STREAMBP_HYPOTHESIS=explore draws new examples each run and reports failures without shrinking.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", phases=[Phase.explicit, Phase.reuse, Phase.generate])
+settings.load_profile(os.environ.get("STREAMBP_HYPOTHESIS", "repeatable"))
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

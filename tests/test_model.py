@@ -85,7 +85,7 @@ def test_not_a_model_file(tmp_path):
 
 # --- the validator: every tampered file loads as a working model or is a StreambpError, nothing else ---
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
@@ -151,6 +151,7 @@ def loads_as_a_working_model_or_is_a_user_error(path):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.sampled_from(sorted(FIELD_VALUES)), st.just(DELETE) | JSON, min_size=1, max_size=3)
        .flatmap(lambda d: st.fixed_dictionaries({k: st.just(DELETE) | FIELD_VALUES[k] for k in d})))
+@example({"slots": DELETE, "format_version": 2})  # once a KeyError: 'inputs' checked against missing 'slots'
 def test_tampered_model_metadata_loads_as_a_working_model_or_is_a_user_error(tmp_path, meta_changes):
     tamper(tmp_path / "t.npz", meta_changes, {})
     loads_as_a_working_model_or_is_a_user_error(tmp_path / "t.npz")

@@ -35,20 +35,16 @@ import pyarrow.csv as pcsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import checksums
 import streambp
 
-# STREAMBP_HYPOTHESIS=explore: new random examples each run, failures reported without shrinking them
-# (shrinking CLI runs is slow);
-# STREAMBP_EXAMPLES=N: N examples per property instead of the few that keep this file near a minute.
-settings.register_profile("explore", phases=[Phase.explicit, Phase.reuse, Phase.generate])
-settings.load_profile(os.environ.get("STREAMBP_HYPOTHESIS", "default"))
-SETTINGS = dict(deadline=None, derandomize=os.environ.get("STREAMBP_HYPOTHESIS") != "explore",
-                suppress_health_check=list(HealthCheck))
+# STREAMBP_EXAMPLES=N: N examples per property instead of the few that keep this file near a minute
+# (conftest.py: STREAMBP_HYPOTHESIS=explore draws new examples each run).
+SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck))
 
 INTEGERS = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(),
             "uint8": pa.uint8(), "uint16": pa.uint16(), "uint32": pa.uint32(), "uint64": pa.uint64()}
