@@ -20,6 +20,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import stat
 import tempfile
 
@@ -86,6 +87,15 @@ class Guard:
         if not os.access(directory, os.W_OK):
             raise StreambpError(f"Cannot write {role} {path}: no permission to write in {directory}. {fix}")
 
+    def check_tree(self, path, role, fix=None):
+        """Raise a StreambpError if an input of this command lies in directory `path`, which `role` (e.g. "the
+        cache") is about to replace or delete."""
+        real = os.path.realpath(path)
+        for input_role, p in self.inputs:
+            if os.path.commonpath([real, os.path.realpath(p)]) == real:
+                raise StreambpError(f"{role} {path} holds {input_role} ({p}) of this command; replacing it would "
+                                    f"destroy it. {fix or default_fix(role)}")
+
     def hold(self, context):
         """Enter `context` (e.g. a lock) until this command ends; return what it yields."""
         return self.stack.enter_context(context)
@@ -125,23 +135,31 @@ def umask():
     return mask
 
 
+def alive(pid):
+    """Whether process `pid` exists (as far as this user can tell)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        pass  # alive under another user / not a pid
+    return True
+
+
 def remove_stale_temporaries(directory):
-    """Delete .tmp-<pid>-* files in `directory` whose process no longer exists (killed while writing)."""
+    """Delete the .tmp-<pid>-* files and directories in `directory` whose process no longer exists (killed
+    while writing)."""
     try:
         names = os.listdir(directory)
     except OSError:
         return
     for name in names:
         m = TEMPORARY.match(name)
-        if not m or int(m.group(1)) == os.getpid():
+        if not m or int(m.group(1)) == os.getpid() or alive(int(m.group(1))):
             continue
-        try:
-            os.kill(int(m.group(1)), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(directory, name))
-        except (PermissionError, OverflowError):
-            pass  # alive under another user / not a pid
+        path = os.path.join(directory, name)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
 
 
 def write_failed(error):

@@ -44,6 +44,12 @@ class BadRows:
                 self._writer = self._files.enter_context(pq.ParquetWriter(tmp, rejected.schema))
             self._writer.write_table(rejected)
 
+    def skipped(self, n):
+        """Count n rejected rows known only by their number (read from a cache, which holds the kept rows)."""
+        with self._lock:
+            if self.recording:
+                self.count += n
+
     def close(self):
         """Finish the output file (atomically renamed into place); call once, after the first epoch."""
         with self._lock:

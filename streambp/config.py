@@ -70,6 +70,8 @@ class FitConfig:
     shuffle: bool = True
     buffer_rows: int = 16384
     prefetch: int = 1
+    cache: str = "auto"  # decoded rows for later epochs: "auto" (streambp.cache.default_root(), within a disk
+    # budget), "none", or a directory
     source: str | None = None
     source_options: dict[str, Scalar] = field(default_factory=dict)  # for the source, e.g. {"delimiter": ";"}
     dtype: str = "float32"
@@ -189,6 +191,8 @@ def check_config(c):
         raise StreambpError("--early-stopping takes a positive patience and needs --val or --val-fraction.")
     if not 0 <= c.val_fraction < 1:
         raise StreambpError(f"--val-fraction must be in [0, 1), got {c.val_fraction}.")
+    if not (isinstance(c.cache, str) and c.cache.strip()):
+        raise StreambpError(f"--cache takes auto, none or a directory, got {c.cache!r}.")
     if c.val_fraction and c.val:
         raise StreambpError("Give either --val or --val-fraction, not both.")
     if c.hidden is not None and any(h < 1 for h in c.hidden):

@@ -46,6 +46,7 @@ class Run:
     epochs: int = 0  # --epochs, or the automatic count when it was left out (train.auto_epochs)
     converge: bool = False  # --epochs was left out: stop once the training loss settles (train.converged)
     lr_at: Callable[[int], float] | None = None  # learning rate of global step i (set by train.set_schedule)
+    cache: Any = None  # cache.StreamCache of the training rows, or None
 
 
 def chunk_rows(c):
@@ -53,13 +54,13 @@ def chunk_rows(c):
     return max(c.batch_size, c.buffer_rows // c.batch_size * c.batch_size)
 
 
-def minibatches(c, source, spec, encoder, dtype, epoch, split=None, bad_rows=None, shard=()):
+def minibatches(c, source, spec, encoder, dtype, epoch, split=None, bad_rows=None, shard=(), cache=None):
     """The epoch's minibatches (X [b, D], idx [b, C], y [b]) as views of reused buffers: shuffled (unless
-    --no-shuffle)
-    by a generator seeded with (seed, epoch, *shard), so that every epoch's order can be replayed."""
+    --no-shuffle) by a generator seeded with (seed, epoch, *shard), so that every epoch's order can be
+    replayed; read from `cache` (a cache.StreamCache) when it holds the rows."""
     rng = np.random.default_rng([c.seed, epoch, *shard]) if c.shuffle else None
     for X, idx, y in prefetched(chunks(source, spec, encoder, chunk_rows(c), dtype, rng, c.prefetch, split,
-                                       bad_rows), c.prefetch):
+                                       bad_rows, cache), c.prefetch):
         for s in range(0, X.shape[0], c.batch_size):
             yield X[s:s + c.batch_size], idx[s:s + c.batch_size], y[s:s + c.batch_size]
 

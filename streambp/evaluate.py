@@ -62,12 +62,22 @@ def probabilities(model, X, idx, probs, ws):
                               idx[s:s + ws.rows])
 
 
-def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
+def evaluation_cache(setting, source_options, model, source, label, split, skip_bad, rows, passes):
+    """The cache.StreamCache of the rows evaluate() reads with these arguments (see cache.open_cache)."""
+    from .cache import open_cache
+
+    encoder = LabelEncoder(label, model.classes, model.label_type)
+    return open_cache(setting, source, source_options, model_spec(model, source), encoder, model.theta.dtype,
+                      split, skip_bad, rows, passes, "the validation rows")
+
+
+def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None, cache=None):
     """Accuracy, log loss, confusion matrix, per-class precision and recall over a labelled source.
 
     Rows whose label the model never saw are counted in unknown_labels and left out of the metrics.
     split = (fraction, True) evaluates only the validation side of a hash split, and bad_rows drops rows
-    with null, NaN or inf values instead of stopping (see stream.chunks).
+    with null, NaN or inf values instead of stopping (see stream.chunks); cache (from evaluation_cache) holds
+    the decoded rows.
     """
     check_unique_names(source)
     require_column(source, label, "label")
@@ -82,7 +92,7 @@ def evaluate(model, source, label, chunk_rows=16384, split=None, bad_rows=None):
     log_loss = 0.0
     unknown = 0
     for X, idx, y in prefetched(chunks(source, spec, encoder, chunk_rows, model.theta.dtype, split=split,
-                                  bad_rows=bad_rows)):
+                                  bad_rows=bad_rows, cache=cache)):
         p = probs[:X.shape[0]]
         probabilities(model, X, idx, p, ws)
         known = y >= 0

@@ -159,7 +159,57 @@ def file_key(path):
     return zlib.crc32(os.fspath(path).encode("utf-8"))
 
 
-def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=None, bad_rows=None):
+class ChunkBuffer:
+    """The pooled chunk buffers of a stream: rows are written into space(n), commit(n) counts them, and
+    emit() hands out the chunk, its rows permuted by rng when shuffling. A chunk's buffers are reused once
+    `depth + 1` further chunks have been emitted."""
+
+    def __init__(self, chunk_rows, width, slots, dtype, depth, rng, labels):
+        n = depth + 2
+        self.pool = [np.empty((chunk_rows, width), dtype=dtype) for _ in range(n)]
+        self.ipool = [np.empty((chunk_rows, slots), dtype=np.int32) for _ in range(n)]
+        self.ypool = [np.empty(chunk_rows, dtype=np.int32) for _ in range(n)]
+        self.rng, self.labels, self.chunk_rows = rng, labels, chunk_rows
+        if rng is not None:  # rows gather here, then are permuted into the pool
+            self.raw = (np.empty((chunk_rows, width), dtype=dtype), np.empty((chunk_rows, slots), dtype=np.int32),
+                        np.empty(chunk_rows, dtype=np.int32))
+        self.k = self.pos = 0
+
+    @property
+    def room(self):
+        return self.chunk_rows - self.pos
+
+    def buffers(self):
+        """(X, idx, y) of the chunk being filled, whole."""
+        if self.rng is not None:
+            return self.raw
+        i = self.k % len(self.pool)
+        return self.pool[i], self.ipool[i], self.ypool[i]
+
+    def space(self, n):
+        """Views of the next n (<= room) rows of the chunk being filled."""
+        return tuple(a[self.pos:self.pos + n] for a in self.buffers())
+
+    def commit(self, n):
+        """n more rows are in; returns whether the chunk is full."""
+        self.pos += n
+        return self.pos == self.chunk_rows
+
+    def emit(self):
+        """The chunk (X [n, D], idx [n, C], y [n] or None); the next one starts empty."""
+        n, i = self.pos, self.k % len(self.pool)
+        X, idx, y = self.pool[i], self.ipool[i], self.ypool[i]
+        if self.rng is not None:
+            order = self.rng.permutation(n)
+            copy_rows(X[:n], self.raw[0][:n], order)
+            np.take(self.raw[1][:n], order, axis=0, out=idx[:n])
+            np.take(self.raw[2][:n], order, out=y[:n])
+        self.k += 1
+        self.pos = 0
+        return X[:n], idx[:n], (y[:n] if self.labels else None)
+
+
+def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=None, bad_rows=None, cache=None):
     """Yield (X [n, D], idx int32 [n, C], y int32 [n]) views of pooled buffers, n = chunk_rows except at the
     end; idx holds each categorical column's slot (C may be 0).
 
@@ -172,78 +222,86 @@ def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=No
     With encoder.strict unset, y is -1 for labels outside the encoder's vocabulary (evaluation counts them);
     a strict encoder (training) makes them errors. Buffers are reused once `depth + 1` further chunks
     have been produced, so a consumer must finish with a chunk first. With encoder None, y is None.
+    With cache (a cache.StreamCache of this very stream), the rows are read from the cache when it holds them
+    (the same rows in the same order), else decoded and written to it.
     """
-    D, C = spec.width, len(spec.categorical)
-    slots = depth + 2
-    pool = [np.empty((chunk_rows, D), dtype=dtype) for _ in range(slots)]
-    ipool = [np.empty((chunk_rows, C), dtype=np.int32) for _ in range(slots)]
-    ypool = [np.empty(chunk_rows, dtype=np.int32) for _ in range(slots)]
-    shuffle = rng is not None
-    raw = np.empty((chunk_rows, D), dtype=dtype) if shuffle else None
-    iraw = np.empty((chunk_rows, C), dtype=np.int32) if shuffle else None
-    yraw = np.empty(chunk_rows, dtype=np.int32)
+    buf = ChunkBuffer(chunk_rows, spec.width, len(spec.categorical), dtype, depth, rng, encoder is not None)
+    cached = cache is not None and cache.manifest is not None
+    if cached and not (bad_rows is not None and bad_rows.out and bad_rows.recording):  # the file needs the rows
+        if bad_rows is not None:
+            bad_rows.skipped(cache.manifest["bad_rows"])
+        filled = cache.replay(buf, rng)
+    else:
+        filled = decoded(buf, source, spec, encoder, dtype, rng, split, bad_rows, None if cached else cache)
+    for _ in filled:
+        yield buf.emit()
+    if buf.pos:
+        yield buf.emit()
+
+
+def decoded(buf, source, spec, encoder, dtype, rng, split, bad_rows, cache):
+    """Fill buf with the source's rows, decoded (and written to `cache` when given, once the pass ends);
+    yield each time it holds a whole chunk."""
+    C = len(spec.categorical)
     decoder = BatchDecoder(spec, dtype, skip_bad=bad_rows is not None)
     ok = np.empty(READ_ROWS, dtype=np.bool_)
     batch_idx = np.empty((READ_ROWS, C), dtype=np.int32)
     strict = encoder is not None and encoder.strict and bad_rows is None
     columns = list(dict.fromkeys(spec.columns + ([encoder.column] if encoder else [])))  # a label may be a feature
-    k = pos = 0
-
-    def emit(n):
-        i = k % slots
-        X, idx, y = pool[i], ipool[i], ypool[i]
-        if shuffle:
-            order = rng.permutation(n)
-            copy_rows(X[:n], raw[:n], order)
-            np.take(iraw[:n], order, axis=0, out=idx[:n])
-            np.take(yraw[:n], order, out=y[:n])
-        return X[:n], idx[:n], (y[:n] if encoder else None)
-
     keep = np.empty(READ_ROWS, dtype=np.bool_) if split else None
-    shuffle_units = shuffle and "rng" in inspect.signature(source.batches).parameters
+    shuffle_units = rng is not None and "rng" in inspect.signature(source.batches).parameters
+    chunk_rows = buf.chunk_rows
     batches = source.batches(columns, min(READ_ROWS, chunk_rows), rng) if shuffle_units else \
         source.batches(columns, min(READ_ROWS, chunk_rows))
-    for f, row0, batch in batches:
-        src = decoder.matrix_source(f, row0, batch)
-        nb = batch.num_rows
-        labels = None
-        if encoder:
-            label_column = batch.column(encoder.column)
-            labels = encoder.encode(label_column, f, row0)
-            if strict and nb and labels.min() < 0:
-                raise encoder.unknown(f, row0, label_column, labels)
-        if C:
-            decoder.slots(batch_idx[:nb], batch)
-        if split:
-            split_mask(keep[:nb], file_key(f), row0, *split)
-        start = 0
-        while start < nb:
-            i = k % slots
-            X = raw if shuffle else pool[i]
-            idx = iraw if shuffle else ipool[i]
-            yb = yraw if shuffle else ypool[i]
-            n = min(chunk_rows - pos, nb - start)
-            finite = decoder.fill(X[pos:pos + n], src, start, f, row0, ok[:n])
-            idx[pos:pos + n] = batch_idx[start:start + n]
-            if labels is not None:
-                yb[pos:pos + n] = labels[start:start + n]
-            n_in = n
-            if bad_rows is not None and not (finite and (labels is None or labels[start:start + n].min() >= 0)):
-                good = (ok[:n] if not finite else np.ones(n, np.bool_)) & (yb[pos:pos + n] >= 0 if labels is not None
-                                                                           else True)
-                side = keep[start:start + n] if split else True
-                bad_rows.add(f, row0, batch, start + np.flatnonzero(side & ~good))
-                n = compact(X, idx, yb, pos, n, good & side)
-            elif split:
-                n = compact(X, idx, yb, pos, n, keep[start:start + n])
-            pos += n
-            start += n_in
-            if pos == chunk_rows:
-                yield emit(pos)
-                k += 1
-                pos = 0
-    if pos:
-        yield emit(pos)
+    writer = cache.writer() if cache is not None else None
+    try:
+        for f, row0, batch in batches:
+            src = decoder.matrix_source(f, row0, batch)
+            nb = batch.num_rows
+            labels = None
+            if encoder:
+                label_column = batch.column(encoder.column)
+                labels = encoder.encode(label_column, f, row0)
+                if strict and nb and labels.min() < 0:
+                    raise encoder.unknown(f, row0, label_column, labels)
+            if C:
+                decoder.slots(batch_idx[:nb], batch)
+            if split:
+                split_mask(keep[:nb], file_key(f), row0, *split)
+            if writer is not None:
+                writer.at(f, row0)
+            start = 0
+            while start < nb:
+                X, idx, yb = buf.buffers()
+                pos = buf.pos
+                n = min(buf.room, nb - start)
+                finite = decoder.fill(X[pos:pos + n], src, start, f, row0, ok[:n])
+                idx[pos:pos + n] = batch_idx[start:start + n]
+                if labels is not None:
+                    yb[pos:pos + n] = labels[start:start + n]
+                n_in = n
+                if bad_rows is not None and not (finite and (labels is None or labels[start:start + n].min() >= 0)):
+                    good = (ok[:n] if not finite else np.ones(n, np.bool_)) & \
+                        (yb[pos:pos + n] >= 0 if labels is not None else True)
+                    side = keep[start:start + n] if split else True
+                    dropped = start + np.flatnonzero(side & ~good)
+                    bad_rows.add(f, row0, batch, dropped)
+                    if writer is not None:
+                        writer.bad_rows += len(dropped)
+                    n = compact(X, idx, yb, pos, n, good & side)
+                elif split:
+                    n = compact(X, idx, yb, pos, n, keep[start:start + n])
+                if writer is not None:
+                    writer.append(X[pos:pos + n], idx[pos:pos + n], yb[pos:pos + n])
+                start += n_in
+                if buf.commit(n):
+                    yield
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        raise
+    if writer is not None:
+        writer.finish()
 
 
 def compact(X, idx, y, pos, n, keep):

@@ -19,7 +19,8 @@ from .checkpoint import checkpoints, load_latest, lock, newest_valid, save_check
 from .config import DEFAULT_HIDDEN, FitConfig, check_config, check_memory, config_path, write_config  # noqa: F401
 from .engine import EngineFailed, Run
 from .errors import StreambpError
-from .evaluate import evaluate, model_spec
+from .cache import open_cache
+from .evaluate import evaluate, evaluation_cache, model_spec
 from .features import Choices, LabelInfo, scan, scan_labels
 from .model import Model, load
 from .registry import engines, loggers, open_source, optimizers
@@ -191,9 +192,17 @@ def prepare(c, n_threads):
     run.epochs, run.converge = (auto_epochs(labels.rows), True) if c.epochs is None else (c.epochs, False)
     if run.bad_rows is not None and resumed:
         run.bad_rows.recording = False  # rows already read before the resume were recorded then
+    if c.engine == "local":
+        run.cache = open_cache(c.cache, source, c.source_options, spec, encoder, model.theta.dtype, run.split,
+                               c.on_bad_rows == "skip", labels.rows, passes_left(run, resumed), "the training rows")
     if resumed:
         say_resumed(c, resumed, run.epochs)  # once every check passed: a refused resume shows only its error
     return run, resumed
+
+
+def passes_left(run, resumed):
+    """The epochs this process may still run."""
+    return run.epochs - (resumed["epoch"] if resumed else 0)
 
 
 def say_resumed(c, resumed, epochs):
@@ -417,6 +426,10 @@ def train(run, resumed, engine):
     if c.val:
         current().protect(val_source.files, "the --val data")
         model_spec(model, val_source)
+    val_split = run.split and (c.val_fraction, True)
+    val_cache = val_source and evaluation_cache(c.cache, c.source_options, model, val_source, c.label, val_split,
+                                                c.on_bad_rows == "skip", val_source.num_rows or labels.rows,
+                                                passes_left(run, resumed))
     logs = [loggers.get(name)[0]() for name in c.loggers]
     if run_dir:
         write_config(c, os.path.join(run_dir, "config.toml"), "the run's config.toml", "Choose another --run-dir.")
@@ -436,6 +449,9 @@ def train(run, resumed, engine):
                              "columns": [list(r) for r in sorted(model.spec.summary(),
                                                                  key=lambda r: order.get(r[0], 0))],
                              "baseline_loss": baseline, "majority": float(frequencies.max())})
+    for cache in (run.cache, val_cache):
+        if cache:
+            print(cache.note, file=sys.stderr)
     t_fit = time.perf_counter()
     stopper = EarlyStopping(c.early_stopping, model.theta) if c.early_stopping else None
     if resumed and stopper:
@@ -450,8 +466,7 @@ def train(run, resumed, engine):
             state = EpochState(epoch, **{k: mid[k] for k in ("done", "rows", "loss_sum", "correct") if k in mid})
             record = run_epoch(run, engine, state, checkpoints, interrupt, logs)
             if val_source is not None:
-                metrics = evaluate(model, val_source, c.label, split=run.split and (c.val_fraction, True),
-                                   bad_rows=skipping(c))
+                metrics = evaluate(model, val_source, c.label, split=val_split, bad_rows=skipping(c), cache=val_cache)
                 record.update(val_loss=metrics["log_loss"], val_accuracy=metrics["accuracy"],
                               val_confusion=metrics["confusion_matrix"])
             if record["train_loss"] >= baseline - 1e-3:

@@ -183,6 +183,11 @@ def command(
         help="Shuffle rows within a buffer each epoch.")] = True,
     buffer_rows: Annotated[int, typer.Option(
         metavar="N", rich_help_panel=OPTIMISATION, help="Rows per shuffle/prefetch buffer.")] = 16384,
+    cache: Annotated[str, typer.Option(
+        metavar="auto|none|DIR", rich_help_panel=OPTIMISATION,
+        help="Keep the decoded rows of the first epoch on disk and read later epochs (and later runs on the "
+             "same data and settings) from there: auto (in $STREAMBP_CACHE_DIR or ~/.cache/streambp, when they "
+             "take at most 10% of the free space), none, or a directory.")] = "auto",
     # ------------------------------------------------------------------------------------------- Output
     out: Annotated[str, typer.Option(
         metavar="PATH", rich_help_panel=OUTPUT, help="Model file to write.")] = "model.npz",
@@ -254,8 +259,9 @@ def command(
                                beta1=beta1, beta2=beta2, eps=eps),
         lr_schedule=lr_schedule, lr_schedule_params=given(step_size=lr_step_size, gamma=lr_gamma, lr_min=lr_min),
         warmup_steps=warmup_steps, class_weight=class_weight, early_stopping=early_stopping, seed=seed,
-        shuffle=shuffle, buffer_rows=buffer_rows, out=out, run_dir=run_dir, checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints, resume=resume, loggers=list(logger), deterministic=deterministic,
+        shuffle=shuffle, buffer_rows=buffer_rows, cache=cache, out=out, run_dir=run_dir,
+        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, resume=resume, loggers=list(logger),
+        deterministic=deterministic,
         engine=engine, threads=threads, engine_options=given(scheduler=scheduler, workers=workers,
                                                              sync_every=sync_every))
     base = ctx.meta.get(SETTINGS, {})

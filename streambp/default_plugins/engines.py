@@ -21,7 +21,7 @@ class LocalEngine:
 
         r = self.run
         batches = minibatches(r.config, r.source, r.spec, r.encoder, r.model.theta.dtype, epoch, r.split,
-                              r.bad_rows)
+                              r.bad_rows, cache=r.cache)
         for X, idx, y in batches:
             if skip:  # replaying the interrupted epoch's stream up to where it stopped
                 skip -= 1

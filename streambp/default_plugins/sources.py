@@ -81,6 +81,10 @@ class ParquetSource:
             self.num_rows += meta.num_rows
         self.schema = self.file_schemas[0]
 
+    def visit_units(self):
+        """(file, first row) of each unit batches() permutes with one rng.permutation(len(units)): row groups."""
+        return [(f, first) for f, _, first in self.units]
+
     def batches(self, columns, batch_rows, rng=None):
         """Row group by row group, in file order, or in an order drawn from rng (a numpy Generator)."""
         units = self.units if rng is None else [self.units[i] for i in rng.permutation(len(self.units))]
@@ -213,6 +217,10 @@ class CsvSource:
         i = int(found.group(1))
         return names[i] if i < len(names) else None
 
+    def visit_units(self):
+        """(file, first row) of each unit batches() permutes with one rng.permutation(len(units)): files."""
+        return [(f, 0) for f in self.files]
+
     def batches(self, columns, batch_rows, rng=None):
         """File by file, in order or in an order drawn from rng (blocks of a CSV file stay in order)."""
         for f in shuffled(self.files, rng):
@@ -282,6 +290,8 @@ class ArrowSource:
                 yield reader.get_record_batch(i)
         else:
             yield from reader
+
+    visit_units = CsvSource.visit_units
 
     def batches(self, columns, batch_rows, rng=None):
         """File by file, in order or in an order drawn from rng."""
