@@ -45,10 +45,13 @@ def main_options(version: bool = typer.Option(False, "--version", callback=versi
 
 
 def register_builtin_commands():
-    from .commands import evaluate, fit, gradcheck, inspect, plugins, predict, report
+    from .commands import cache, evaluate, fit, gradcheck, inspect, plugins, predict, report
 
     for module in (fit, predict, evaluate, inspect, plugins, gradcheck, report):
         app.command(module.NAME)(user_errors(module.command))
+    for command in cache.app.registered_commands:  # a group of subcommands
+        command.callback = user_errors(command.callback)
+    app.add_typer(cache.app, name=cache.NAME)
 
 
 def register_plugin_commands():

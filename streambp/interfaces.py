@@ -29,6 +29,7 @@ class FitStartInfo(TypedDict):
     columns: list[list[str]]  # [column, role (numeric, categorical or ignored), detail] for every column
     baseline_loss: float  # the loss of predicting the class frequencies (their entropy)
     majority: float  # the share of the most frequent class
+    cache: list[str]  # what the cache of decoded rows does for the training and validation rows (streambp.cache)
 
 
 class StepEndInfo(TypedDict):

@@ -448,10 +448,8 @@ def train(run, resumed, engine):
                              "files": len(run.source.files), "run_dir": run_dir, "resumed": bool(resumed),
                              "columns": [list(r) for r in sorted(model.spec.summary(),
                                                                  key=lambda r: order.get(r[0], 0))],
-                             "baseline_loss": baseline, "majority": float(frequencies.max())})
-    for cache in (run.cache, val_cache):
-        if cache:
-            print(cache.note, file=sys.stderr)
+                             "baseline_loss": baseline, "majority": float(frequencies.max()),
+                             "cache": [cache.note for cache in (run.cache, val_cache) if cache]})
     t_fit = time.perf_counter()
     stopper = EarlyStopping(c.early_stopping, model.theta) if c.early_stopping else None
     if resumed and stopper:

@@ -1,5 +1,6 @@
 import hashlib
 import os
+import tempfile
 import traceback
 
 import numpy as np
@@ -21,6 +22,9 @@ from streambp.testing import blobs as gaussian_blobs  # noqa: E402
 settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("STREAMBP_HYPOTHESIS", "repeatable"))
+
+# `fit --cache auto` writes here, not in the user's ~/.cache (subprocesses inherit it)
+os.environ["STREAMBP_CACHE_DIR"] = tempfile.mkdtemp(prefix="streambp-test-cache-")
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

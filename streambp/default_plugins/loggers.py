@@ -38,6 +38,8 @@ class ConsoleLogger:
                                    highlight=False, soft_wrap=True, markup=False)
         self.console.print(f"Training {sizes} on {info['rows']:,} rows from {info['files']} file(s), "
                            f"{len(info['classes'])} classes, {info['threads']} threads.", soft_wrap=True)
+        for note in info.get("cache", []):
+            self.console.print(note, highlight=False, soft_wrap=True, markup=False)
 
     def _bar(self, info):
         if self.progress is None and Console(file=sys.stderr).is_terminal:
