@@ -43,9 +43,10 @@ FINGERPRINT_BYTES = 1 << 16
 
 
 def file_stats(files):
-    """[path, size, modification time in ns, hash of the first and last 64 KiB] of each file: what says that
-    a file changed (the bytes catch a rewrite of the same size within one tick of the file system's clock; a
-    Parquet file's footer, with its column statistics, is in its last bytes)."""
+    """[path, size, modification and change times in ns, hash of the first and last 64 KiB] of each file: what
+    says that a file changed. The change time cannot be set back (as `touch -d` or `cp -p` set the modification
+    time); the bytes catch a rewrite of the same size within one tick of the file system's clock (a Parquet
+    file's footer, with its column statistics, is in its last bytes)."""
     stats = []
     for f in files:
         with open(f, "rb") as fh:
@@ -53,7 +54,7 @@ def file_stats(files):
             digest = hashlib.sha256(fh.read(FINGERPRINT_BYTES))
             fh.seek(max(FINGERPRINT_BYTES, st.st_size - FINGERPRINT_BYTES))
             digest.update(fh.read(FINGERPRINT_BYTES))
-        stats.append([os.fspath(f), st.st_size, st.st_mtime_ns, digest.hexdigest()[:32]])
+        stats.append([os.fspath(f), st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest.hexdigest()[:32]])
     return stats
 
 
@@ -71,6 +72,12 @@ def describe(source, source_options, spec, encoder, dtype, split, skip_bad):
             "dtype": np.dtype(dtype).name, "split": list(split) if split else None, "skip_bad": skip_bad}
 
 
+# What is found in the data, as messages name it: an entry's id leaves it out, so that changed data or column
+# roles replace the entry of the same files and settings rather than add one beside it.
+DERIVED = {"inputs": "column roles or categories", "scaling": "scaling", "classes": "classes",
+           "label_type": "label type"}
+
+
 class Stale(Exception):
     """An entry that cannot be used; its message says why."""
 
@@ -80,7 +87,8 @@ class StreamCache:
 
     def __init__(self, root, source, identity, width, slots, dtype):
         self.root, self.source, self.identity = root, source, identity
-        self.id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+        where = {k: v for k, v in identity.items() if k not in DERIVED}
+        self.id = hashlib.sha256(json.dumps(where, sort_keys=True).encode()).hexdigest()[:20]
         self.path = os.path.join(root, self.id)
         self.width, self.slots, self.dtype = width, slots, np.dtype(dtype)
         self.units = source.visit_units()
@@ -119,12 +127,15 @@ class StreamCache:
     def check(self, m, files):
         """The manifest `m`, if it describes this stream's entry and its open `files` completely and
         consistently; else Stale."""
-        if not isinstance(m, dict) or m.get("identity") != self.identity:
-            raise Stale("its manifest is not this stream's")
+        if not isinstance(m, dict) or not isinstance(m.get("identity"), dict):
+            raise Stale("its manifest is incomplete")
         stats = file_stats(self.source.files)
         if m.get("files") != stats:
             changed = [s[0] for s, old in zip(stats, m.get("files") or []) if s != old] or [stats[0][0]]
             raise Stale(f"the data changed since it was written ({changed[0]})")
+        if m["identity"] != self.identity:
+            differ = [DERIVED.get(k, k) for k in self.identity if m["identity"].get(k) != self.identity[k]]
+            raise Stale(f"it was written with other {', '.join(differ)}")
         rows, spans = m.get("rows"), m.get("units")
         if not (isinstance(rows, int) and isinstance(spans, list) and len(spans) == len(self.units)
                 and isinstance(m.get("bad_rows"), int)):
