@@ -266,20 +266,24 @@ def prefetched(iterable, depth=1):
     done = object()
     stop = threading.Event()
 
+    def put(item):
+        """Hand item to the consumer unless it stopped first; returns whether it did."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             for item in iterable:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            q.put(done)
+            put(done)
         except BaseException as e:  # handed to the consumer, which raises it
-            q.put(e)
+            put(e)
 
     t = threading.Thread(target=produce, name="streambp-prefetch", daemon=True)
     t.start()
