@@ -44,7 +44,8 @@ def build_model(c, source):
             raise StreambpError(f"Labels {extra[:5]} in {source.files[0]} are not classes of the --init model "
                                 f"{c.init} ({model.classes}).")
         return model, labels
-    labels, spec = scan(source, c.label, Choices.of(c), c.on_bad_rows == "skip")
+    labels, spec = scan(source, c.label, Choices.of(c), c.on_bad_rows == "skip",
+                        (c.val_fraction, False) if c.val_fraction else None)
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     sizes = [spec.width, *hidden, len(labels.classes)]
     check_memory(c, sizes, parameter_arrays=2, slots=spec.slots)  # theta and its gradient
