@@ -542,6 +542,7 @@ def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
     """The rows of a list column as an [N, D] array of dtype (a view when the column holds dtype); a null
     list or value is an error naming the row, or with skip_bad a row of NaN (marking it bad)."""
     if arr.null_count and skip_bad:
+        arr = arr.cast(float64_list(arr.type))  # integers cannot hold the NaN that marks the row bad
         arr = pc.coalesce(arr, pa.scalar([float("nan")] * spec.width, type=arr.type))
     values = arr.flatten()
     if values.null_count and skip_bad:
@@ -559,14 +560,24 @@ def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
     return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, spec.width)
 
 
+def float64_list(t):
+    """The list type t with float64 values (the same kind of list, and size if fixed)."""
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(pa.float64(), t.list_size)
+    return pa.large_list(pa.float64()) if pa.types.is_large_list(t) else pa.list_(pa.float64())
+
+
 def vector_scaler(source, spec, skip_bad, dtype, split=None):
-    """(mean [D], inv_std [D]) of the values of a list column, by the same merge of per-batch moments (over
-    the side of the split that `split` keeps)."""
+    """(mean [D], inv_std [D]) of the values of a list column, by the same merge of per-batch moments, over
+    the rows training reads: the side of the split that `split` keeps, without the rows that hold a value
+    that is null, NaN or infinite in dtype (bad rows)."""
     stats = [_NumericStats(dtype) for _ in range(spec.width)]
+    limit = float(np.finfo(dtype).max)
     for f, row0, batch in source.batches([spec.input_column], READ_ROWS):
         values = vector_matrix(f, row0, batch.column(0), spec, skip_bad, np.float64)
         keep = split_side(f, row0, len(values), split)
-        values = values if keep is None else values[keep]
+        usable = (np.abs(values) <= limit).all(axis=1)
+        values = values[usable if keep is None else usable & keep]
         for j, s in enumerate(stats):
             s.add_values(values[:, j])
     return inverse_scale([s.mean for s in stats], stats)

@@ -412,3 +412,27 @@ def test_an_id_rising_across_files_and_batches_is_one_but_each_file_rising_anew_
         else:  # all different (odd vs even offsets do not collide: steps are >= 2 apart) yet not one order
             assert len(np.unique(np.concatenate(parts))) == 60
             assert [c.name for c in spec.numeric] == ["k", "x"] and not spec.ignored
+
+
+@pytest.mark.parametrize("list_type", [pa.list_(pa.int64()), pa.list_(pa.int32(), 3), pa.large_list(pa.uint8())])
+def test_skipping_bad_rows_of_an_integer_list_feature_with_nulls(tmp_path, list_type):
+    # A null list of integers was coalesced with a list of NaN of the same integer type: ArrowInvalid, a
+    # traceback, for the pre-pass's scaler and for training alike.
+    rng = np.random.default_rng(3)
+    n = 50
+    rows = rng.integers(0, 100, (n, 3)).tolist()
+    bad = {4: None, 11: [1, None, 3], 30: None}  # a null list and a null element
+    for i, v in bad.items():
+        rows[i] = v
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / "v.parquet"
+    pq.write_table(pa.table({"v": pa.array(rows, list_type), "label": np.arange(n) % 2}), path)
+    before = checksums(tmp_path / "data")
+    proc = streambp_cli("fit", path, "--features", "v", "--on-bad-rows", "skip", "--bad-rows-out",
+                        tmp_path / "bad.parquet", "--epochs", 1, "--out", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert f"Skipped {len(bad)} bad rows" in proc.stdout
+    assert sorted(pq.read_table(tmp_path / "bad.parquet")["_row"].to_pylist()) == sorted(bad)
+    good = np.array([r for i, r in enumerate(rows) if i not in bad], dtype=np.float64)  # what training reads
+    np.testing.assert_allclose(streambp.load(tmp_path / "m.npz").mean, good.mean(axis=0).astype(np.float32))
+    assert checksums(tmp_path / "data") == before
