@@ -538,6 +538,33 @@ def categories(name, s, arrow_type, choices):
     return Categorical(name, sorted(frequent, key=str), vt, distinct=distinct, nulls=s.nulls)
 
 
+def hash_input(arr, c):
+    """The values of the hashed categorical column c to hash, read as the type it was trained on, so that a
+    value lands in the bucket it trained in whatever type it comes as: integers and booleans of any width
+    as they are (the hash reads them as int64), anything where c held text as its text, text or floats where
+    c held integers or booleans cast to that type, and a value that does not cast a StreambpError."""
+    trained = pa.type_for_alias(c.value_type)
+    if is_text(trained):
+        return arr if is_text(arr.type) else arr.cast(pa.string())
+    if pa.types.is_integer(arr.type) or pa.types.is_boolean(arr.type):
+        return arr
+    try:
+        return arr.cast(trained)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        value = next(v for v in arr.drop_null().to_pylist() if not casts(v, trained))
+        raise StreambpError(f"Categorical column {c.name!r} holds {value!r}, which does not read as {trained}, the "
+                            "type of the values its hash buckets were trained on; give the column as "
+                            f"{trained} values (or train a model on it as it is).") from None
+
+
+def casts(value, t):
+    try:
+        pa.scalar(value).cast(t)
+        return True
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+
+
 def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
     """The rows of a list column as an [N, D] array of dtype (a view when the column holds dtype); a null
     list or value is an error naming the row, or with skip_bad a row of NaN (marking it bad)."""

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import StreambpError
-from .features import MISSING, OTHER, READ_ROWS, is_text, null_row, numbers, plain, vector_matrix
+from .features import MISSING, OTHER, READ_ROWS, hash_input, is_text, null_row, numbers, plain, vector_matrix
 from .kernels.gather import copy_rows, gather_columns
 from .kernels.inputs import fill_missing, hash_integers, hash_strings
 from .kernels.rows import compact_rows, finite_rows, split_mask, standardize
@@ -143,6 +143,7 @@ def comparable(arr, value_set):
 
 def hashed(out, arr, c):
     """out[N] <- the hash-bucket slots of a hashed categorical column's values (nulls set by the caller)."""
+    arr = hash_input(arr, c)
     if is_text(arr.type):
         arr = arr.cast(pa.large_string()) if pa.types.is_string(arr.type) else arr
         _, offsets, data = arr.buffers()

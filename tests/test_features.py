@@ -436,3 +436,59 @@ def test_skipping_bad_rows_of_an_integer_list_feature_with_nulls(tmp_path, list_
     good = np.array([r for i, r in enumerate(rows) if i not in bad], dtype=np.float64)  # what training reads
     np.testing.assert_allclose(streambp.load(tmp_path / "m.npz").mean, good.mean(axis=0).astype(np.float32))
     assert checksums(tmp_path / "data") == before
+
+
+def hashed_slots(tmp_path, spec, arr, name):
+    (_, idx, _), = list(chunks(write(tmp_path, pa.table({"k": arr}), name), spec, None, 1000, np.float32))
+    return idx[:, 0].tolist()
+
+
+def test_a_hashed_column_read_as_another_type_hashes_each_value_to_its_trained_bucket(tmp_path):
+    # Codes trained as int64 and read as text (a CSV read anew, a string column) were hashed as text: every
+    # value in another bucket than the one it trained, with no error.
+    codes = [7, 123456789, -3, None, 0, 2**40]
+    trained = write(tmp_path, pa.table({"k": pa.array(codes * 5), "label": pa.array(np.arange(30) % 2)}))
+    spec = scan(trained, "label", Choices(categorical=["k"], hash_buckets=64))[1]
+    want = hashed_slots(tmp_path, spec, pa.array(codes), "a.parquet")
+    assert len(set(want)) == 6 and want[3] == spec.categorical[0].offset + MISSING
+    texts = [None if v is None else str(v) for v in codes]
+    for i, arr in enumerate([pa.array(texts), pa.array(texts, pa.large_string()), pa.array(texts).dictionary_encode(),
+                             pa.array([None if v is None else float(v) for v in codes])]):
+        assert hashed_slots(tmp_path, spec, arr, f"t{i}.parquet") == want, arr.type
+    small = [7, -3, None, 0]
+    assert hashed_slots(tmp_path, spec, pa.array(small, pa.int8()), "s.parquet") == [want[0], want[2], want[3], want[4]]
+    with pytest.raises(StreambpError, match=r"Categorical column 'k' holds 'seven', which does not read as int64, "
+                                            r"the type of the values its hash buckets were trained on; give the "
+                                            r"column as int64 values"):
+        hashed_slots(tmp_path, spec, pa.array(["7", "seven"]), "bad.parquet")
+    # and the other way: text trained, numbers read where it held their text
+    words = write(tmp_path, pa.table({"k": pa.array(["7", "x", "-3"] * 4), "label": pa.array(np.arange(12) % 2)}),
+                  "w.parquet")
+    spec = scan(words, "label", Choices(hash_buckets=64))[1]
+    assert hashed_slots(tmp_path, spec, pa.array([7, -3], pa.int16()), "n.parquet") == \
+        hashed_slots(tmp_path, spec, pa.array(["7", "-3"]), "m.parquet")
+
+
+def test_predict_reads_hashed_codes_given_as_text_like_the_trained_integers(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 200
+    codes = rng.integers(0, 40, n)
+    (tmp_path / "data").mkdir()
+    data = tmp_path / "data"
+    pq.write_table(pa.table({"k": codes, "label": codes % 3}), data / "train.parquet")
+    pq.write_table(pa.table({"k": codes.astype(np.int32)}), data / "int32.parquet")
+    pq.write_table(pa.table({"k": pa.array([str(v) for v in codes])}), data / "text.parquet")
+    pq.write_table(pa.table({"k": pa.array(["1", "one"])}), data / "words.parquet")
+    proc = streambp_cli("fit", data / "train.parquet", "--categorical", "k", "--hash-buckets", 32, "--epochs", 3,
+                        "--out", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    before = checksums(data)
+    predictions = {}
+    for name in ("train", "int32", "text"):
+        proc = streambp_cli("predict", tmp_path / "m.npz", data / f"{name}.parquet", "--out", tmp_path / f"{name}.out")
+        assert proc.returncode == 0, proc.stderr
+        predictions[name] = pq.read_table(tmp_path / f"{name}.out")
+    assert predictions["int32"].equals(predictions["train"]) and predictions["text"].equals(predictions["train"])
+    proc = streambp_cli("predict", tmp_path / "m.npz", data / "words.parquet", "--out", tmp_path / "words.out")
+    assert proc.returncode == 2 and "Categorical column 'k' holds 'one', which does not read as int64" in proc.stderr
+    assert not (tmp_path / "words.out").exists() and checksums(data) == before
