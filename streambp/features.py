@@ -35,6 +35,7 @@ READ_ROWS = 65536  # rows per record batch asked from a source
 TRACK_LIMIT = 1 << 18  # distinct values counted exactly per column; past this a column is hashed
 DEFAULT_BUCKETS = 1 << 16  # hash buckets of a column with more distinct values than TRACK_LIMIT
 ID_MIN_ROWS = 20  # a column is taken for an id only when at least this many rows are all distinct
+FLOAT64_MAX = float(np.finfo(np.float64).max)
 MISSING, OTHER = 0, 1  # slots of a categorical column (a hashed column has no OTHER: slots 1.. are buckets)
 
 
@@ -172,23 +173,36 @@ class FeatureSpec:
 
     @classmethod
     def from_metadata(cls, meta, mean=None, inv_std=None):
-        """The spec of to_metadata(); raises StreambpError (naming what is wrong) on a malformed one."""
+        """The spec of to_metadata(); raises StreambpError (naming what is wrong) on a malformed one: every
+        field of the type and range the pre-pass writes, vocabularies of their value_type, slots in order."""
         try:
+            if not (isinstance(meta, dict) and all(isinstance(meta.get(k), list)
+                                                   for k in ("numeric", "categorical", "ignored"))):
+                raise TypeError("numeric, categorical and ignored must be lists")
             spec = cls([Numeric(**c) for c in meta["numeric"]], [Categorical(**c) for c in meta["categorical"]],
-                       [Ignored(**c) for c in meta["ignored"]], meta["input_column"], int(meta["vector_width"]),
+                       [Ignored(**c) for c in meta["ignored"]], meta["input_column"], meta["vector_width"],
                        mean, inv_std)
         except (KeyError, TypeError, ValueError) as e:
             raise StreambpError(f"its inputs description is malformed ({type(e).__name__}: {e})") from None
+        width = spec.vector_width
+        if not is_count(width) or (spec.input_column is None) != (width == 0) or spec.input_column is not None and \
+                not (isinstance(spec.input_column, str) and not spec.numeric and not spec.categorical):
+            raise StreambpError(f"its list column {spec.input_column!r:.40} (of {spec.vector_width!r:.20} values) "
+                                "is malformed")
         offset = 0
         for c in spec.categorical:
-            if not isinstance(c.name, str) or c.offset != offset or c.slots < 1 or \
-                    (c.values is None) == (c.buckets == 0) or (c.values is not None and
-                                                                len(set(map(repr, c.values))) != len(c.values)):
-                raise StreambpError(f"its categorical column {c.name!r} is malformed")
+            check_categorical(c, offset)
             offset += c.slots
         for c in spec.numeric:
-            if not isinstance(c.name, str) or (c.fill is not None and not np.isfinite(c.fill)):
-                raise StreambpError(f"its numeric column {c.name!r} is malformed")
+            if not isinstance(c.name, str) or not is_count(c.nulls) or not isinstance(c.indicator, bool) or \
+                    c.fill is not None and not is_finite_number(c.fill) or c.indicator and c.fill is None:
+                raise StreambpError(f"its numeric column {c.name!r:.40} is malformed")
+        for c in spec.ignored:
+            if not (isinstance(c.name, str) and isinstance(c.reason, str)):
+                raise StreambpError(f"its ignored column {c.name!r:.40} is malformed")
+        names = spec.columns
+        if len(set(names)) != len(names):
+            raise StreambpError(f"its inputs name a column twice ({next(n for n in names if names.count(n) > 1)!r})")
         return spec
 
     @classmethod
@@ -220,6 +234,42 @@ class FeatureSpec:
         for c in self.ignored:
             rows.append((c.name, "ignored", c.reason))
         return rows
+
+
+def is_count(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def is_finite_number(v):
+    """Whether v is an int or float (not a bool) within float64's finite range (not NaN)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and -FLOAT64_MAX <= v <= FLOAT64_MAX
+
+
+def check_categorical(c, offset):
+    """StreambpError unless each field of a Categorical read from a model file is what the pre-pass writes:
+    a value_type that a categorical column holds, distinct vocabulary values of that type (or 2 or more
+    hash buckets), counts, and slots starting at `offset`."""
+    try:
+        t = pa.type_for_alias(c.value_type) if isinstance(c.value_type, str) else None
+    except ValueError:
+        t = None
+    python = None if t is None else str if is_text(t) else bool if pa.types.is_boolean(t) else \
+        int if pa.types.is_integer(t) else None
+    ok = isinstance(c.name, str) and python is not None and is_count(c.offset) and c.offset == offset and \
+        is_count(c.distinct) and is_count(c.nulls) and is_count(c.buckets)
+    if ok and c.values is None:
+        ok = c.buckets >= 2
+    elif ok:
+        ok = c.buckets == 0 and isinstance(c.values, list) and \
+            all(isinstance(v, python) and isinstance(v, bool) == (python is bool) for v in c.values) and \
+            len(set(c.values)) == len(c.values)
+        try:
+            ok = ok and len(pa.array(c.values, type=t)) == len(c.values)  # integers in the type's range
+        except (pa.ArrowException, OverflowError):
+            ok = False
+    if not ok:
+        raise StreambpError(f"its categorical column {c.name!r:.40} is malformed (value_type {c.value_type!r:.20}, "
+                            f"values {c.values!r:.60}, buckets {c.buckets!r:.20}, offset {c.offset!r:.20})")
 
 
 @dataclass
