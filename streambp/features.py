@@ -601,13 +601,14 @@ def hash_input(arr, c):
     try:
         return arr.cast(trained)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        value = next(v for v in arr.drop_null().to_pylist() if not casts(v, trained))
+        value = next((v for v in arr.drop_null().to_pylist() if not casts(v, trained)), arr.type)
         raise StreambpError(f"Categorical column {c.name!r} holds {value!r}, which does not read as {trained}, the "
                             "type of the values its hash buckets were trained on; give the column as "
                             f"{trained} values (or train a model on it as it is).") from None
 
 
 def casts(value, t):
+    """Whether the Python value casts to the Arrow type t."""
     try:
         pa.scalar(value).cast(t)
         return True
