@@ -21,9 +21,12 @@ Measured per (network, batch size):
     streambp in-memory    Stepper + SGD over random in-memory data (bench_kernels.StreambpImpl): the kernel
                           rate, the ceiling for the end-to-end rate. Calibrated once, then timed right before
                           every end-to-end run, so that both rates of a ratio come from the same minutes.
-    streambp end-to-end   `streambp fit FILE --epochs E --hidden H --batch-size B --lr 0.1 --threads T
-                          --out TMP/model.npz` (+ `--features x` for list files) in a fresh Python process
-                          per run, with fit's defaults otherwise (shuffle buffer of 16,384 rows, prefetch 1).
+    streambp end-to-end   `streambp fit FILE --epochs E --hidden H --batch-size B --optimizer sgd --lr 0.1
+                          --threads T --out TMP/model.npz --cache none` (+ `--features x` for list files) in a
+                          fresh Python process per run, with fit's defaults otherwise (shuffle buffer of 16,384
+                          rows, prefetch 1): every epoch decodes the file.
+    streambp cached       the same with `--cache TMP/cache` (a fresh cache directory per run): the first
+                          epoch decodes the file and writes the decoded rows there, later epochs read them.
                           rows/s and seconds are the last epoch's (--epochs, default 2), from the model's
                           training history: the training loop including the decoding that runs in fit's
                           prefetch thread. The first epoch's rows/s is reported beside it: it also pays for
@@ -334,19 +337,21 @@ sys.exit(rc if isinstance(rc, int) else 0)
 """
 
 
-def fit_args(path, kind, sizes, batch, threads, epochs, out):
+def fit_args(path, kind, sizes, batch, threads, epochs, out, cache):
     args = ["fit", path, "--epochs", str(epochs), "--hidden", ",".join(map(str, sizes[1:-1])), "--batch-size",
-            str(batch), "--lr", str(LR), "--out", out, "--threads", str(threads)]
+            str(batch), "--optimizer", "sgd", "--lr", str(LR), "--out", out, "--threads", str(threads),
+            "--cache", cache]
     return args + (["--features", "x"] if kind == "list" else [])
 
 
-def run_fit(args):
-    """One `streambp fit` process; returns (wall s, peak RSS MiB, the epochs' history records)."""
+def run_fit(args, cached=False):
+    """One `streambp fit` process (with a fresh cache directory when `cached`); returns (wall s, peak RSS MiB,
+    the epochs' history records)."""
     import streambp
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         out = os.path.join(tmp, "model.npz")
-        cmd = [sys.executable, "-c", DRIVER, *fit_args(*args, out)]
+        cmd = [sys.executable, "-c", DRIVER, *fit_args(*args, out, os.path.join(tmp, "cache") if cached else "none")]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -358,10 +363,10 @@ def run_fit(args):
     return wall, rss_mib, history
 
 
-def end_to_end(path, kind, sizes, batch, threads, epochs):
+def end_to_end(path, kind, sizes, batch, threads, epochs, cached=False):
     """The last epoch's rows/s (the steady rate) and the first's, which also pays for the process's first
-    touch of its buffers and of pyarrow's memory."""
-    (wall, rss, history), _, other = measured(run_fit, (path, kind, sizes, batch, threads, epochs))
+    touch of its buffers and of pyarrow's memory (and, cached, for writing the cache)."""
+    (wall, rss, history), _, other = measured(run_fit, (path, kind, sizes, batch, threads, epochs), cached)
     return {"rows_per_s": history[-1]["rows_per_s"], "epoch_s": history[-1]["seconds"],
             "first_epoch_rows_per_s": history[0]["rows_per_s"], "wall_s": wall, "peak_rss_mib": rss,
             "other_cpu_fraction": other}
@@ -394,6 +399,7 @@ def bench_files(args):
     decode = {lay: [] for lay in LAYOUTS}
     matrix = {lay: {v: [] for v in MATRIX_VARIANTS[lay[0]]} for lay in LAYOUTS}
     e2e = {(lay, net, b): [] for lay in LAYOUTS for net, b in points}
+    cached = {(lay, net, b): [] for lay in LAYOUTS for net, b in points}
     for r in range(args.repeats):
         print(f"repeat {r + 1}/{args.repeats}:", flush=True)
         for lay in LAYOUTS:
@@ -407,15 +413,20 @@ def bench_files(args):
                 time.sleep(args.cooldown)
                 run = end_to_end(path, lay[0], NETS[net], b, args.threads, args.epochs)
                 e2e[lay, net, b].append(run)
+                time.sleep(args.cooldown)
+                hit = end_to_end(path, lay[0], NETS[net], b, args.threads, args.epochs, cached=True)
+                cached[lay, net, b].append(hit)
                 print(f"  {lay[0]}-{lay[1]} {net} B={b}: decode {fmt_eps(decode[lay][-1]['rows_per_s'])}, "
                       f"in memory {fmt_eps(mem['rows_per_s'])}, e2e {fmt_eps(run['rows_per_s'])} rows/s "
-                      f"(first epoch {fmt_eps(run['first_epoch_rows_per_s'])}), wall {run['wall_s']:.1f} s, "
-                      f"RSS {run['peak_rss_mib']:.0f} MiB", flush=True)
+                      f"(first epoch {fmt_eps(run['first_epoch_rows_per_s'])}), cached "
+                      f"{fmt_eps(hit['rows_per_s'])} (first epoch {fmt_eps(hit['first_epoch_rows_per_s'])}), "
+                      f"wall {run['wall_s']:.1f} s, RSS {run['peak_rss_mib']:.0f} / {hit['peak_rss_mib']:.0f} MiB",
+                      flush=True)
     memory = {k: m.summary() for k, m in memory.items()}
-    return {"points": table_points(paths, points, memory, decode, matrix, e2e), "warmup_wall_s": warmups}
+    return {"points": table_points(paths, points, memory, decode, matrix, e2e, cached), "warmup_wall_s": warmups}
 
 
-def table_points(paths, points, memory, decode, matrix, e2e):
+def table_points(paths, points, memory, decode, matrix, e2e, cached):
     """One record per (file, net, batch): the file's baselines, the in-memory rate, end to end, ratios."""
     rows = []
     for lay in LAYOUTS:
@@ -429,10 +440,13 @@ def table_points(paths, points, memory, decode, matrix, e2e):
                     m for runs in matrix[lay].values() for m in runs])}
         for net, b in points:
             row = {**base, "net": net, "sizes": NETS[net], "batch": b, "streambp_in_memory": memory[net, b],
-                   "streambp_e2e": summarise_e2e(e2e[lay, net, b])}
+                   "streambp_e2e": summarise_e2e(e2e[lay, net, b]),
+                   "streambp_cached": summarise_e2e(cached[lay, net, b])}
             e = row["streambp_e2e"]["rows_per_s"]["median"]
             row["ratios"] = {"e2e/in_memory": e / memory[net, b]["rows_per_s"]["median"],
-                             "e2e/pyarrow_matrix": e / mats[best]["median"]}
+                             "e2e/pyarrow_matrix": e / mats[best]["median"],
+                             "cached/in_memory": row["streambp_cached"]["rows_per_s"]["median"] /
+                             memory[net, b]["rows_per_s"]["median"]}
             rows.append(row)
     return rows
 
@@ -483,13 +497,13 @@ def markdown(head, rows):
 def files_table(points):
     head = ["layout", "compression", "net", "batch", "pyarrow decode rows/s", "pyarrow->matrix rows/s",
             "streambp in-memory rows/s", "streambp e2e rows/s median [min-max]", "first epoch rows/s",
-            "e2e / in-memory",
-            "e2e / pyarrow->matrix", "wall s", "peak RSS MiB", "other CPU %"]
+            "e2e / in-memory", "e2e / pyarrow->matrix", "cached rows/s median [min-max]", "cached / in-memory",
+            "wall s", "peak RSS MiB (cached)", "other CPU %"]
     rows = []
     for p in points:
-        e = p["streambp_e2e"]
+        e, h = p["streambp_e2e"], p["streambp_cached"]
         other = worst([p["baseline_other_cpu_fraction"], p["streambp_in_memory"]["other_cpu_fraction"],
-                       e["other_cpu_fraction"]])
+                       e["other_cpu_fraction"], h["other_cpu_fraction"]])
         m = p["pyarrow_matrix"]
         rows.append([p["layout"], p["compression"], f"{p['net']} {'-'.join(map(str, p['sizes']))}",
                      str(p["batch"]), fmt_eps(p["pyarrow_decode"]["rows_per_s"]["median"]),
@@ -497,7 +511,9 @@ def files_table(points):
                      fmt_eps(p["streambp_in_memory"]["rows_per_s"]["median"]), fmt_range(e["rows_per_s"]),
                      fmt_eps(e["first_epoch_rows_per_s"]["median"]),
                      f"{p['ratios']['e2e/in_memory']:.2f}x", f"{p['ratios']['e2e/pyarrow_matrix']:.2f}x",
-                     f"{e['wall_s']['median']:.1f}", f"{e['peak_rss_mib']['median']:.0f}", fmt_other(other)])
+                     fmt_range(h["rows_per_s"]), f"{p['ratios']['cached/in_memory']:.2f}x",
+                     f"{e['wall_s']['median']:.1f}",
+                     f"{e['peak_rss_mib']['median']:.0f} ({h['peak_rss_mib']['median']:.0f})", fmt_other(other)])
     return markdown(head, rows)
 
 

@@ -14,10 +14,14 @@ Every column but the label gets a role, decided from the schema and one pass ove
   column has more distinct values than the pre-pass keeps count of, a stable hash of the value into buckets,
   so memory stays bounded whatever the number of distinct values. The network reads slots as indices into
   an embedding table (kernels/embedding.py): the one-hot rows are never built.
-- ignored, with the reason: --ignore, an integer or string column whose values are all distinct (a row id,
-  a UUID), a column that is always null, a type the network cannot use. Nothing is dropped silently: the
-  summary printed before training lists every column.
+- ignored, with the reason: --ignore, a string column whose values are all distinct (a UUID), an integer
+  column that looks like a row index (all distinct, and a permutation of a range or strictly monotonic in
+  file order), a column that is always null, a type the network cannot use. Nothing is dropped silently:
+  the summary printed before training lists every column.
+With --val-fraction, what is learned from values comes from the training side of the split alone.
 """
+import os
+import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -25,11 +29,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import StreambpError
+from .kernels.rows import split_mask
 
 READ_ROWS = 65536  # rows per record batch asked from a source
 TRACK_LIMIT = 1 << 18  # distinct values counted exactly per column; past this a column is hashed
 DEFAULT_BUCKETS = 1 << 16  # hash buckets of a column with more distinct values than TRACK_LIMIT
 ID_MIN_ROWS = 20  # a column is taken for an id only when at least this many rows are all distinct
+FLOAT64_MAX = float(np.finfo(np.float64).max)
 MISSING, OTHER = 0, 1  # slots of a categorical column (a hashed column has no OTHER: slots 1.. are buckets)
 
 
@@ -66,6 +72,21 @@ def where(source):
 
 def null_row(arr):
     return int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+
+
+def file_key(path):
+    """A stable 32-bit key for a file of a dataset: what the validation split hashes with the row index."""
+    return zlib.crc32(os.fspath(path).encode("utf-8"))
+
+
+def split_side(f, row0, n, split):
+    """Whether each of the n rows from row row0 of file f is on the side split = (fraction, want_val) keeps
+    (the rows stream.chunks keeps with the same split); None without a split."""
+    if not split:
+        return None
+    keep = np.empty(n, dtype=np.bool_)
+    split_mask(keep, file_key(f), row0, *split)
+    return keep
 
 
 @dataclass
@@ -152,23 +173,36 @@ class FeatureSpec:
 
     @classmethod
     def from_metadata(cls, meta, mean=None, inv_std=None):
-        """The spec of to_metadata(); raises StreambpError (naming what is wrong) on a malformed one."""
+        """The spec of to_metadata(); raises StreambpError (naming what is wrong) on a malformed one: every
+        field of the type and range the pre-pass writes, vocabularies of their value_type, slots in order."""
         try:
+            if not (isinstance(meta, dict) and all(isinstance(meta.get(k), list)
+                                                   for k in ("numeric", "categorical", "ignored"))):
+                raise TypeError("numeric, categorical and ignored must be lists")
             spec = cls([Numeric(**c) for c in meta["numeric"]], [Categorical(**c) for c in meta["categorical"]],
-                       [Ignored(**c) for c in meta["ignored"]], meta["input_column"], int(meta["vector_width"]),
+                       [Ignored(**c) for c in meta["ignored"]], meta["input_column"], meta["vector_width"],
                        mean, inv_std)
         except (KeyError, TypeError, ValueError) as e:
             raise StreambpError(f"its inputs description is malformed ({type(e).__name__}: {e})") from None
+        width = spec.vector_width
+        if not is_count(width) or (spec.input_column is None) != (width == 0) or spec.input_column is not None and \
+                not (isinstance(spec.input_column, str) and not spec.numeric and not spec.categorical):
+            raise StreambpError(f"its list column {spec.input_column!r:.40} (of {spec.vector_width!r:.20} values) "
+                                "is malformed")
         offset = 0
         for c in spec.categorical:
-            if not isinstance(c.name, str) or c.offset != offset or c.slots < 1 or \
-                    (c.values is None) == (c.buckets == 0) or (c.values is not None and
-                                                                len(set(map(repr, c.values))) != len(c.values)):
-                raise StreambpError(f"its categorical column {c.name!r} is malformed")
+            check_categorical(c, offset)
             offset += c.slots
         for c in spec.numeric:
-            if not isinstance(c.name, str) or (c.fill is not None and not np.isfinite(c.fill)):
-                raise StreambpError(f"its numeric column {c.name!r} is malformed")
+            if not isinstance(c.name, str) or not is_count(c.nulls) or not isinstance(c.indicator, bool) or \
+                    c.fill is not None and not is_finite_number(c.fill) or c.indicator and c.fill is None:
+                raise StreambpError(f"its numeric column {c.name!r:.40} is malformed")
+        for c in spec.ignored:
+            if not (isinstance(c.name, str) and isinstance(c.reason, str)):
+                raise StreambpError(f"its ignored column {c.name!r:.40} is malformed")
+        names = spec.columns
+        if len(set(names)) != len(names):
+            raise StreambpError(f"its inputs name a column twice ({next(n for n in names if names.count(n) > 1)!r})")
         return spec
 
     @classmethod
@@ -200,6 +234,42 @@ class FeatureSpec:
         for c in self.ignored:
             rows.append((c.name, "ignored", c.reason))
         return rows
+
+
+def is_count(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def is_finite_number(v):
+    """Whether v is an int or float (not a bool) within float64's finite range (not NaN)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and -FLOAT64_MAX <= v <= FLOAT64_MAX
+
+
+def check_categorical(c, offset):
+    """StreambpError unless each field of a Categorical read from a model file is what the pre-pass writes:
+    a value_type that a categorical column holds, distinct vocabulary values of that type (or 2 or more
+    hash buckets), counts, and slots starting at `offset`."""
+    try:
+        t = pa.type_for_alias(c.value_type) if isinstance(c.value_type, str) else None
+    except ValueError:
+        t = None
+    python = None if t is None else str if is_text(t) else bool if pa.types.is_boolean(t) else \
+        int if pa.types.is_integer(t) else None
+    ok = isinstance(c.name, str) and python is not None and is_count(c.offset) and c.offset == offset and \
+        is_count(c.distinct) and is_count(c.nulls) and is_count(c.buckets)
+    if ok and c.values is None:
+        ok = c.buckets >= 2
+    elif ok:
+        ok = c.buckets == 0 and isinstance(c.values, list) and \
+            all(isinstance(v, python) and isinstance(v, bool) == (python is bool) for v in c.values) and \
+            len(set(c.values)) == len(c.values)
+        try:
+            ok = ok and len(pa.array(c.values, type=t)) == len(c.values)  # integers in the type's range
+        except (pa.ArrowException, OverflowError):
+            ok = False
+    if not ok:
+        raise StreambpError(f"its categorical column {c.name!r:.40} is malformed (value_type {c.value_type!r:.20}, "
+                            f"values {c.values!r:.60}, buckets {c.buckets!r:.20}, offset {c.offset!r:.20})")
 
 
 @dataclass
@@ -331,30 +401,58 @@ def candidate_roles(source, label, choices):
     return roles, ignored
 
 
-class _Distinct:
-    """Whether a column's non-null values are all distinct, tracked until a duplicate or TRACK_LIMIT values."""
+class _Index:
+    """Whether a string or integer column looks like a row id, over every row (both sides of a split): no null
+    and every value different; integers also a permutation of a range (max - min + 1 values) or strictly
+    monotonic in file order, so that timestamps, prices and other all-different numbers stay features.
+    Tracked until that fails or TRACK_LIMIT values."""
 
     def __init__(self):
         self.seen = np.zeros(0, dtype=np.int64)
         self.values = set()
-        self.alive = True
+        self.rows, self.text, self.alive = 0, False, True
+        self.last, self.rising, self.falling = None, True, True
 
     def add(self, arr):
         if not self.alive:
             return
-        arr = arr.drop_null()
-        if is_text(arr.type):
+        if arr.null_count:
+            self.alive = False
+            return
+        self.rows += len(arr)
+        self.text = is_text(arr.type)
+        if self.text:
             new = arr.to_pylist()
             before = len(self.values)
             self.values.update(new)
             self.alive = len(self.values) == before + len(new)
-        else:
+        elif len(arr):
             v = arr.cast(pa.int64(), safe=False).to_numpy()  # uint64 wraps around: still one-to-one
             merged = np.concatenate([self.seen, v])
             self.seen = np.unique(merged)
             self.alive = len(self.seen) == len(merged)
+            ordered = v if self.last is None else np.concatenate([[self.last], v])
+            self.rising &= bool((ordered[1:] > ordered[:-1]).all())
+            self.falling &= bool((ordered[1:] < ordered[:-1]).all())
+            self.last = v[-1]
         if len(self.seen) + len(self.values) > TRACK_LIMIT:
             self.alive = False  # cannot tell any more: the column is used
+
+    def reason(self):
+        """Why the column is taken for an id, or None when it is not one."""
+        if not self.alive or self.rows < ID_MIN_ROWS:
+            return None
+        if self.text:
+            return "every value is different (an id?); use it with --categorical if you mean it"
+        low, high = int(self.seen[0]), int(self.seen[-1])
+        if high - low + 1 == self.rows:
+            how = f"the numbers {low}..{high} in some order"
+        elif self.rising or self.falling:
+            how = f"{'rising' if self.rising else 'falling'} in file order"
+        else:
+            return None
+        return f"every value is different, {how} (a row index?); use it with --numeric or --categorical if you " \
+               "mean it"
 
 
 class _NumericStats:
@@ -362,7 +460,7 @@ class _NumericStats:
     past the range of dtype are left out like inf: the network reads them as inf (a bad value)."""
 
     def __init__(self, dtype):
-        self.n, self.mean, self.m2, self.nulls = 0, 0.0, 0.0, 0
+        self.n, self.mean, self.m2, self.nulls, self.rows = 0, 0.0, 0.0, 0, 0
         self.limit = float(np.finfo(dtype).max)
 
     def add(self, arr):
@@ -371,6 +469,7 @@ class _NumericStats:
     def add_values(self, x):
         finite = np.abs(x) <= self.limit
         self.nulls += int(np.isnan(x).sum())
+        self.rows += x.size
         x = x[finite]
         nb = x.size
         if nb == 0:
@@ -404,12 +503,13 @@ class _CategoryStats:
 
     def __init__(self):
         self.counts = {}
-        self.nulls = 0
+        self.nulls = self.rows = 0
         self.overflow = False
 
     def add(self, arr):
         arr = plain(arr)
         self.nulls += arr.null_count
+        self.rows += len(arr)
         if self.overflow:
             return
         vc = pc.value_counts(arr.drop_null())
@@ -419,46 +519,48 @@ class _CategoryStats:
             self.overflow = True
 
 
-def scan(source, label, choices, skip_bad=False):
+def scan(source, label, choices, skip_bad=False, split=None):
     """The one pre-pass: the label vocabulary and every column's statistics, read together in one stream.
     Returns (LabelInfo, FeatureSpec). With skip_bad, null and NaN labels are left out (their rows are
-    skipped later) instead of an error."""
+    skipped later) instead of an error. With split = (fraction, False), what the model learns (vocabularies,
+    fills, scaling, class counts) comes from the training side of that hash split only, the rows training
+    reads; roles (an id column) and the classes are decided on every row."""
     check_unique_names(source)
     check_label_type(source, label)
     roles, ignored = candidate_roles(source, label, choices)
     check_schemas(source, [label, *roles])
     vectors = [n for n, r in roles.items() if r == "vector"]
     if vectors:
-        labels = scan_labels(source, label, skip_bad)
+        labels = scan_labels(source, label, skip_bad, split)
         spec = FeatureSpec(ignored=ignored, input_column=vectors[0], vector_width=vector_width(source, vectors[0]))
         if choices.standardize:
-            spec.mean, spec.inv_std = vector_scaler(source, spec, skip_bad, choices.dtype)
+            spec.mean, spec.inv_std = vector_scaler(source, spec, skip_bad, choices.dtype, split)
         return labels, spec
     explicit = set(choices.categorical) | set(choices.numeric) | set(choices.features or [])
     stats = {n: _NumericStats(choices.dtype) if r == "numeric" else _CategoryStats() for n, r in roles.items()}
-    distinct = {n: _Distinct() for n in roles if n not in explicit and
-                (is_text(value_type(source.schema.field(n).type)) or
-                 pa.types.is_integer(value_type(source.schema.field(n).type)))}
+    index = {n: _Index() for n in roles if n not in explicit and
+             (is_text(value_type(source.schema.field(n).type)) or
+              pa.types.is_integer(value_type(source.schema.field(n).type)))}
     counter = _LabelCounter(label, skip_bad)
     for f, row0, batch in source.batches([label, *roles], READ_ROWS):
-        counter.add(f, row0, batch.column(0))
+        keep = split_side(f, row0, batch.num_rows, split)
+        counter.add(f, row0, batch.column(0), keep)
+        train = batch if keep is None else batch.filter(pa.array(keep))
         for i, name in enumerate(roles, start=1):
-            arr = batch.column(i)
-            stats[name].add(arr)
-            if name in distinct:
-                distinct[name].add(plain(arr))
-    labels = counter.result(source)
+            stats[name].add(train.column(i))
+            if name in index:
+                index[name].add(plain(batch.column(i)))
+    labels = counter.result(source, split)
     numeric, categorical = [], []
     for name, role in roles.items():
         s = stats[name]
-        if name in distinct and distinct[name].alive and labels.rows >= ID_MIN_ROWS and s.nulls == 0:
-            ignored.append(Ignored(name, "every value is different (an id?); use it with --numeric or "
-                                         "--categorical"))
+        reason = index[name].reason() if name in index else None
+        if reason:
+            ignored.append(Ignored(name, reason))
+        elif not (s.n if role == "numeric" else s.counts):
+            ignored.append(Ignored(name, "always null" if s.nulls == s.rows else "no finite values"))
         elif role == "numeric":
-            if s.n == 0:
-                ignored.append(Ignored(name, "no finite values"))
-            else:
-                numeric.append(Numeric(name, s.mean, s.nulls > 0, s.nulls))
+            numeric.append(Numeric(name, s.mean, s.nulls > 0, s.nulls))
         else:
             categorical.append(categories(name, s, source.schema.field(name).type, choices))
     offset = 0
@@ -486,10 +588,39 @@ def categories(name, s, arrow_type, choices):
     return Categorical(name, sorted(frequent, key=str), vt, distinct=distinct, nulls=s.nulls)
 
 
+def hash_input(arr, c):
+    """The values of the hashed categorical column c to hash, read as the type it was trained on, so that a
+    value lands in the bucket it trained in whatever type it comes as: integers and booleans of any width
+    as they are (the hash reads them as int64), anything where c held text as its text, text or floats where
+    c held integers or booleans cast to that type, and a value that does not cast a StreambpError."""
+    trained = pa.type_for_alias(c.value_type)
+    if is_text(trained):
+        return arr if is_text(arr.type) else arr.cast(pa.string())
+    if pa.types.is_integer(arr.type) or pa.types.is_boolean(arr.type):
+        return arr
+    try:
+        return arr.cast(trained)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        value = next((v for v in arr.drop_null().to_pylist() if not casts(v, trained)), arr.type)
+        raise StreambpError(f"Categorical column {c.name!r} holds {value!r}, which does not read as {trained}, the "
+                            "type of the values its hash buckets were trained on; give the column as "
+                            f"{trained} values (or train a model on it as it is).") from None
+
+
+def casts(value, t):
+    """Whether the Python value casts to the Arrow type t."""
+    try:
+        pa.scalar(value).cast(t)
+        return True
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+
+
 def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
     """The rows of a list column as an [N, D] array of dtype (a view when the column holds dtype); a null
     list or value is an error naming the row, or with skip_bad a row of NaN (marking it bad)."""
     if arr.null_count and skip_bad:
+        arr = arr.cast(float64_list(arr.type))  # integers cannot hold the NaN that marks the row bad
         arr = pc.coalesce(arr, pa.scalar([float("nan")] * spec.width, type=arr.type))
     values = arr.flatten()
     if values.null_count and skip_bad:
@@ -507,11 +638,24 @@ def vector_matrix(f, row0, arr, spec, skip_bad, dtype):
     return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, spec.width)
 
 
-def vector_scaler(source, spec, skip_bad, dtype):
-    """(mean [D], inv_std [D]) of the values of a list column, by the same merge of per-batch moments."""
+def float64_list(t):
+    """The list type t with float64 values (the same kind of list, and size if fixed)."""
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(pa.float64(), t.list_size)
+    return pa.large_list(pa.float64()) if pa.types.is_large_list(t) else pa.list_(pa.float64())
+
+
+def vector_scaler(source, spec, skip_bad, dtype, split=None):
+    """(mean [D], inv_std [D]) of the values of a list column, by the same merge of per-batch moments, over
+    the rows training reads: the side of the split that `split` keeps, without the rows that hold a value
+    that is null, NaN or infinite in dtype (bad rows)."""
     stats = [_NumericStats(dtype) for _ in range(spec.width)]
+    limit = float(np.finfo(dtype).max)
     for f, row0, batch in source.batches([spec.input_column], READ_ROWS):
         values = vector_matrix(f, row0, batch.column(0), spec, skip_bad, np.float64)
+        keep = split_side(f, row0, len(values), split)
+        usable = (np.abs(values) <= limit).all(axis=1)
+        values = values[usable if keep is None else usable & keep]
         for j, s in enumerate(stats):
             s.add_values(values[:, j])
     return inverse_scale([s.mean for s in stats], stats)
@@ -534,31 +678,40 @@ def scaler(spec, stats):
 
 
 class _LabelCounter:
+    """The classes (of every row: training refuses a label outside them on either side of a split) and the
+    count of each among the rows kept."""
+
     def __init__(self, label, skip_bad):
         self.label, self.skip_bad = label, skip_bad
-        self.counts, self.rows, self.type = {}, 0, None
+        self.counts, self.classes, self.rows, self.type = {}, set(), 0, None
 
-    def add(self, f, row0, arr):
+    def add(self, f, row0, arr, keep=None):
         arr = plain(arr)
         self.type = arr.type
         if pa.types.is_floating(arr.type):
             arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
         if arr.null_count and not self.skip_bad:
             raise StreambpError(f"{f}: label column {self.label!r} is null or NaN in row {row0 + null_row(arr)}.")
+        if keep is not None:
+            self.classes.update(pc.unique(arr.drop_null()).to_pylist())
+            arr = arr.filter(pa.array(keep))
         arr = arr.drop_null()
         vc = pc.value_counts(arr)
         for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()):
             self.counts[v] = self.counts.get(v, 0) + c
         self.rows += len(arr)
 
-    def result(self, source):
+    def result(self, source, split=None):
+        if self.rows == 0 and split:
+            raise StreambpError(f"No training rows are left in {where(source)} after the validation split; give "
+                                f"more rows or a smaller --val-fraction (now {split[0]}).")
         if self.rows == 0:
             raise StreambpError(f"{where(source)} has no rows.")
-        if len(self.counts) < 2:
+        classes = sorted(self.classes | set(self.counts))
+        if len(classes) < 2:
             raise StreambpError(f"Label column {self.label!r} of {where(source)} has a single class "
-                                f"({next(iter(self.counts))!r}); a classifier needs at least two.")
-        classes = sorted(self.counts)
-        return LabelInfo(classes, str(self.type), [self.counts[c] for c in classes], self.rows)
+                                f"({classes[0]!r}); a classifier needs at least two.")
+        return LabelInfo(classes, str(self.type), [self.counts.get(c, 0) for c in classes], self.rows)
 
 
 def check_label_type(source, label):
@@ -569,11 +722,12 @@ def check_label_type(source, label):
                             "strings, booleans or floating-point class codes.")
 
 
-def scan_labels(source, label, skip_bad=False):
-    """A pass over the label column alone: the class vocabulary (sorted), counts and row count."""
+def scan_labels(source, label, skip_bad=False, split=None):
+    """A pass over the label column alone: the class vocabulary (sorted), counts and row count (of the side
+    of the split that `split` keeps)."""
     check_unique_names(source)
     check_label_type(source, label)
     counter = _LabelCounter(label, skip_bad)
     for f, row0, batch in source.batches([label], READ_ROWS):
-        counter.add(f, row0, batch.column(0))
-    return counter.result(source)
+        counter.add(f, row0, batch.column(0), split_side(f, row0, batch.num_rows, split))
+    return counter.result(source, split)

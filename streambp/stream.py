@@ -5,17 +5,15 @@ Memory is bounded by the chunk buffers ((prefetch + 2) chunks, plus one more whe
 record batches in flight, never by the dataset.
 """
 import inspect
-import os
 import queue
 import threading
-import zlib
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import StreambpError
-from .features import MISSING, OTHER, READ_ROWS, is_text, null_row, numbers, plain, vector_matrix
+from .features import MISSING, OTHER, READ_ROWS, file_key, hash_input, is_text, null_row, numbers, plain, vector_matrix
 from .kernels.gather import copy_rows, gather_columns
 from .kernels.inputs import fill_missing, hash_integers, hash_strings
 from .kernels.rows import compact_rows, finite_rows, split_mask, standardize
@@ -143,6 +141,7 @@ def comparable(arr, value_set):
 
 def hashed(out, arr, c):
     """out[N] <- the hash-bucket slots of a hashed categorical column's values (nulls set by the caller)."""
+    arr = hash_input(arr, c)
     if is_text(arr.type):
         arr = arr.cast(pa.large_string()) if pa.types.is_string(arr.type) else arr
         _, offsets, data = arr.buffers()
@@ -152,11 +151,6 @@ def hashed(out, arr, c):
     else:
         values = arr.cast(pa.int64(), safe=False).fill_null(0).to_numpy(zero_copy_only=False)  # uint64 wraps
         hash_integers(out, values, c.buckets, c.offset)
-
-
-def file_key(path):
-    """A stable 32-bit key for a file of a dataset: what the validation split hashes with the row index."""
-    return zlib.crc32(os.fspath(path).encode("utf-8"))
 
 
 class ChunkBuffer:
@@ -324,20 +318,24 @@ def prefetched(iterable, depth=1):
     done = object()
     stop = threading.Event()
 
+    def put(item):
+        """Hand item to the consumer unless it stopped first; returns whether it did."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             for item in iterable:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            q.put(done)
+            put(done)
         except BaseException as e:  # handed to the consumer, which raises it
-            q.put(e)
+            put(e)
 
     t = threading.Thread(target=produce, name="streambp-prefetch", daemon=True)
     t.start()

@@ -39,19 +39,24 @@ def build_model(c, source):
             raise StreambpError(f"--hidden {c.hidden} differs from the --init model {c.init}, which has hidden "
                                 f"layers {model.hidden}.")
         model_spec(model, source)
-        labels = scan_labels(source, c.label, c.on_bad_rows == "skip")
+        labels = scan_labels(source, c.label, c.on_bad_rows == "skip", training_side(c))
         extra = [v for v in labels.classes if v not in model.classes]
         if extra:
             raise StreambpError(f"Labels {extra[:5]} in {source.files[0]} are not classes of the --init model "
                                 f"{c.init} ({model.classes}).")
         return model, labels
-    labels, spec = scan(source, c.label, Choices.of(c), c.on_bad_rows == "skip")
+    labels, spec = scan(source, c.label, Choices.of(c), c.on_bad_rows == "skip", training_side(c))
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     sizes = [spec.width, *hidden, len(labels.classes)]
     check_memory(c, sizes, parameter_arrays=2, slots=spec.slots)  # theta and its gradient
     model = Model.initialise(sizes, labels.classes, spec, seed=c.seed, dtype=np.dtype(c.dtype),
                              label_type=labels.label_type)
     return model, labels
+
+
+def training_side(c):
+    """The split that keeps the training rows of --val-fraction, or None."""
+    return (c.val_fraction, False) if c.val_fraction else None
 
 
 class Interrupted(StreambpError):
@@ -186,7 +191,7 @@ def prepare(c, n_threads):
         check_same_stream(c, resumed["config"])
     encoder = LabelEncoder(c.label, model.classes, model.label_type, strict=True)
     run = Run(c, model, optimizer, source, spec, encoder, labels, class_weights(c, model, labels),
-              (c.val_fraction, False) if c.val_fraction else None, skipping(c, c.bad_rows_out), n_threads,
+              training_side(c), skipping(c, c.bad_rows_out), n_threads,
               resumed["steps"] if resumed else 0)
     # left out, --epochs stays left out in the saved settings: a resumed or rerun fit decides it again
     run.epochs, run.converge = (auto_epochs(labels.rows), True) if c.epochs is None else (c.epochs, False)

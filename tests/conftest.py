@@ -1,5 +1,7 @@
 import hashlib
 import os
+import subprocess
+import sys
 import tempfile
 import traceback
 
@@ -96,6 +98,15 @@ def invoke(*args):
         command = " ".join(map(str, args))
         pytest.fail(f"streambp {command} exited {result.exit_code}:\n{result.output}\n{detail}")
     return result
+
+
+def streambp_cli(*args):
+    """Run the installed streambp script in a subprocess on the given arguments (str() of each); the
+    CompletedProcess, after checking that no traceback was printed."""
+    exe = os.path.join(os.path.dirname(sys.executable), "streambp")
+    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    return proc
 
 
 def spec_of(source, label="label", features=None, standardize=False):

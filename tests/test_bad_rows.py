@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from conftest import make_blobs
 from streambp.cli import app
 from streambp.kernels.rows import split_mask
-from streambp.stream import file_key
+from streambp.features import file_key
 from streambp.train import FitConfig, fit
 
 BAD = {41: ("x3", float("inf")), 99: ("x2", float("-inf")), 300: ("label", None)}

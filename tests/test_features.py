@@ -4,9 +4,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import streambp
+import streambp.features as features
+from conftest import checksums, streambp_cli
 from streambp.errors import StreambpError
 from streambp.features import DEFAULT_BUCKETS, MISSING, OTHER, Choices, FeatureSpec, scan
+from streambp.kernels.rows import split_mask
 from streambp.registry import open_source
+from streambp.features import file_key
 from streambp.stream import LabelEncoder, chunks
 
 
@@ -284,3 +289,207 @@ def test_a_spread_too_wide_for_float64_scales_by_one_not_zero(tmp_path):
     source = write(tmp_path, pa.table({"x": pa.array([1e200, -1e200, 3.0, 5.0]), "label": pa.array([0, 1, 0, 1])}))
     spec = scan(source, "label", Choices(dtype="float64"))[1]
     assert np.isfinite(spec.mean).all() and spec.inv_std.tolist() == [1.0]
+
+
+def validation_rows(path, n, fraction):
+    """Which rows of the file at path training holds out with --val-fraction fraction (stream.chunks' split)."""
+    val = np.empty(n, dtype=np.bool_)
+    split_mask(val, file_key(str(path)), 0, fraction, True)
+    return val
+
+
+def test_fit_learns_vocabularies_fills_scaling_and_class_counts_from_the_training_side_only(tmp_path):
+    # The pre-pass read every row: a category seen only in the held-out rows got a slot (a random embedding
+    # row that never trains), and their values entered the fill, the scaling and the class counts.
+    n = 600
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / "t.parquet"
+    val = validation_rows(path, n, 0.3)
+    rng = np.random.default_rng(0)
+    x = np.where(val, 1e6, rng.normal(10, 2, n))
+    nulls = ~val & (rng.random(n) < 0.1)
+    color = np.where(val, "held-out", rng.choice(["red", "blue"], n)).astype(object)
+    label = np.where(val, 2, rng.integers(0, 2, n))
+    pq.write_table(pa.table({"x": pa.array(x, mask=nulls), "color": pa.array(color),
+                             "label": pa.array(label)}), path, row_group_size=100)
+    before = checksums(tmp_path / "data")
+    out = tmp_path / "m.npz"
+    proc = streambp_cli("fit", path, "--label", "label", "--val-fraction", 0.3, "--epochs", 1, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    model = streambp.load(out)
+    color_spec, = model.spec.categorical
+    assert color_spec.values == ["blue", "red"] and color_spec.distinct == 2
+    trained = x[~val & ~nulls]
+    x_spec, = model.spec.numeric
+    assert x_spec.fill == pytest.approx(trained.mean(), rel=1e-12) and x_spec.nulls == nulls.sum()
+    assert model.mean[0] == pytest.approx(trained.mean(), rel=1e-6)
+    assert model.inv_std[0] == pytest.approx(1 / trained.std(), rel=1e-5)
+    # class 2 is only in the held-out rows: a class of the model, never counted as a training row
+    assert model.classes == [0, 1, 2]
+    assert model.training["class_counts"] == [int((label[~val] == k).sum()) for k in (0, 1, 2)]
+    assert model.training["rows"] == int((~val).sum())
+    assert checksums(tmp_path / "data") == before
+
+
+def test_the_pre_pass_reads_exactly_the_rows_training_reads(tmp_path, monkeypatch):
+    # over several files and record batches: the same (file, row) hash on both sides
+    monkeypatch.setattr(features, "READ_ROWS", 23)
+    rng = np.random.default_rng(1)
+    d = tmp_path / "parts"
+    d.mkdir()
+    for i in range(3):
+        n = 150 + 20 * i
+        pq.write_table(pa.table({"x": rng.normal(size=n), "c": pa.array([f"v{j}" for j in rng.integers(0, 200, n)]),
+                                 "label": rng.integers(0, 3, n)}), d / f"p{i}.parquet", row_group_size=40)
+    source = open_source(d)
+    labels, spec = scan(source, "label", Choices(standardize=False, max_categories=1000), split=(0.4, False))
+    (X, idx, y), = list(chunks(source, spec, LabelEncoder("label", labels.classes, labels.label_type), 10_000,
+                               np.float64, split=(0.4, False)))
+    assert 100 < len(y) < 400
+    assert labels.rows == len(y) and labels.counts == np.bincount(y, minlength=3).tolist()
+    assert spec.numeric[0].fill == pytest.approx(X[:, 0].mean(), rel=1e-12)
+    c, = spec.categorical
+    assert (idx[:, 0] - c.offset >= 2).all()  # every value training reads has its slot
+    assert len(np.unique(idx[:, 0])) == len(c.values)  # and every slot is read in training
+
+
+def test_a_split_that_leaves_no_training_rows_says_so(tmp_path):
+    source = write(tmp_path, pa.table({"x": [1.0, 2.0], "label": [0, 1]}))
+    fraction = float(np.nextafter(1.0, 0.0))  # a hash above 1 - 2**-53 of the range stays in training
+    assert validation_rows(source.files[0], 2, fraction).all()
+    with pytest.raises(StreambpError, match=r"No training rows are left in .*t.parquet after the validation "
+                                            r"split; give more rows or a smaller --val-fraction"):
+        scan(source, "label", Choices(), split=(fraction, False))
+
+
+def test_only_integer_columns_that_look_like_a_row_index_are_ignored_and_always_null_columns_are(tmp_path):
+    # Every all-distinct integer column was taken for an id: unix timestamps, prices in cents were dropped.
+    # An all-null string or boolean column became a categorical column with no values.
+    n = 60
+    rng = np.random.default_rng(1)
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / "t.parquet"
+    stamps = rng.choice(np.arange(1_600_000_000, 1_700_000_000, 7), n, replace=False)
+    pq.write_table(pa.table({
+        "index0": rng.permutation(n), "index1": rng.permutation(n) + 1,
+        "stamp": stamps, "cents": rng.choice(100_000, n, replace=False),
+        "rising": np.cumsum(rng.integers(1, 1000, n)), "falling": -np.cumsum(rng.integers(1, 1000, n)),
+        "uuid": [f"{i:08x}-{rng.integers(1 << 30):08x}" for i in range(n)],
+        "text": pa.array([None] * n, pa.string()), "flag": pa.array([None] * n, pa.bool_()),
+        "number": pa.array([None] * n, pa.float64()), "nan": np.full(n, np.nan), "inf": np.full(n, np.inf),
+        "label": rng.integers(0, 2, n)}), path)
+    before = checksums(tmp_path / "data")
+    proc = streambp_cli("fit", path, "--epochs", 1, "--out", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    table = {line.split()[0]: line.split(None, 2)[1:] for line in proc.stdout.splitlines()[1:13]}
+    assert table["index0"] == ["ignored", "every value is different, the numbers 0..59 in some order (a row "
+                                          "index?); use it with --numeric or --categorical if you mean it"]
+    assert table["index1"][1].startswith("every value is different, the numbers 1..60 in some order")
+    assert table["rising"][1].startswith("every value is different, rising in file order (a row index?)")
+    assert table["falling"][1].startswith("every value is different, falling in file order (a row index?)")
+    assert table["uuid"][1].startswith("every value is different (an id?)")
+    assert {name: table[name] for name in ("text", "flag", "number", "nan")} == \
+        dict.fromkeys(("text", "flag", "number", "nan"), ["ignored", "always null"])
+    assert table["inf"] == ["ignored", "no finite values"]
+    model = streambp.load(tmp_path / "m.npz")
+    assert [c.name for c in model.spec.numeric] == ["stamp", "cents"] and not model.spec.categorical
+    assert model.spec.numeric[0].fill == pytest.approx(stamps.mean(), rel=1e-12)
+    assert checksums(tmp_path / "data") == before
+
+
+def test_an_id_rising_across_files_and_batches_is_one_but_each_file_rising_anew_is_not(tmp_path, monkeypatch):
+    monkeypatch.setattr(features, "READ_ROWS", 7)
+    rng = np.random.default_rng(2)
+    steps = np.cumsum(rng.integers(2, 50, 60))
+    for name, parts in (("across", [steps[:30], steps[30:]]), ("anew", [steps[:30], steps[:30] + 1])):
+        d = tmp_path / name
+        d.mkdir()
+        for i, part in enumerate(parts):
+            pq.write_table(pa.table({"k": part, "x": rng.normal(size=30), "label": np.arange(30) % 2}),
+                           d / f"p{i}.parquet")
+        spec = scan(open_source(d), "label", Choices())[1]
+        if name == "across":
+            assert [c.name for c in spec.ignored] == ["k"] and "rising in file order" in spec.ignored[0].reason
+        else:  # all different (odd vs even offsets do not collide: steps are >= 2 apart) yet not one order
+            assert len(np.unique(np.concatenate(parts))) == 60
+            assert [c.name for c in spec.numeric] == ["k", "x"] and not spec.ignored
+
+
+@pytest.mark.parametrize("list_type", [pa.list_(pa.int64()), pa.list_(pa.int32(), 3), pa.large_list(pa.uint8())])
+def test_skipping_bad_rows_of_an_integer_list_feature_with_nulls(tmp_path, list_type):
+    # A null list of integers was coalesced with a list of NaN of the same integer type: ArrowInvalid, a
+    # traceback, for the pre-pass's scaler and for training alike.
+    rng = np.random.default_rng(3)
+    n = 50
+    rows = rng.integers(0, 100, (n, 3)).tolist()
+    bad = {4: None, 11: [1, None, 3], 30: None}  # a null list and a null element
+    for i, v in bad.items():
+        rows[i] = v
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / "v.parquet"
+    pq.write_table(pa.table({"v": pa.array(rows, list_type), "label": np.arange(n) % 2}), path)
+    before = checksums(tmp_path / "data")
+    proc = streambp_cli("fit", path, "--features", "v", "--on-bad-rows", "skip", "--bad-rows-out",
+                        tmp_path / "bad.parquet", "--epochs", 1, "--out", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert f"Skipped {len(bad)} bad rows" in proc.stdout
+    assert sorted(pq.read_table(tmp_path / "bad.parquet")["_row"].to_pylist()) == sorted(bad)
+    good = np.array([r for i, r in enumerate(rows) if i not in bad], dtype=np.float64)  # what training reads
+    np.testing.assert_allclose(streambp.load(tmp_path / "m.npz").mean, good.mean(axis=0).astype(np.float32))
+    assert checksums(tmp_path / "data") == before
+
+
+def hashed_slots(tmp_path, spec, arr, name):
+    (_, idx, _), = list(chunks(write(tmp_path, pa.table({"k": arr}), name), spec, None, 1000, np.float32))
+    return idx[:, 0].tolist()
+
+
+def test_a_hashed_column_read_as_another_type_hashes_each_value_to_its_trained_bucket(tmp_path):
+    # Codes trained as int64 and read as text (a CSV read anew, a string column) were hashed as text: every
+    # value in another bucket than the one it trained, with no error.
+    codes = [7, 123456789, -3, None, 0, 2**40]
+    trained = write(tmp_path, pa.table({"k": pa.array(codes * 5), "label": pa.array(np.arange(30) % 2)}))
+    spec = scan(trained, "label", Choices(categorical=["k"], hash_buckets=64))[1]
+    want = hashed_slots(tmp_path, spec, pa.array(codes), "a.parquet")
+    assert len(set(want)) == 6 and want[3] == spec.categorical[0].offset + MISSING
+    texts = [None if v is None else str(v) for v in codes]
+    for i, arr in enumerate([pa.array(texts), pa.array(texts, pa.large_string()), pa.array(texts).dictionary_encode(),
+                             pa.array([None if v is None else float(v) for v in codes])]):
+        assert hashed_slots(tmp_path, spec, arr, f"t{i}.parquet") == want, arr.type
+    small = [7, -3, None, 0]
+    assert hashed_slots(tmp_path, spec, pa.array(small, pa.int8()), "s.parquet") == [want[0], want[2], want[3], want[4]]
+    with pytest.raises(StreambpError, match=r"Categorical column 'k' holds 'seven', which does not read as int64, "
+                                            r"the type of the values its hash buckets were trained on; give the "
+                                            r"column as int64 values"):
+        hashed_slots(tmp_path, spec, pa.array(["7", "seven"]), "bad.parquet")
+    # and the other way: text trained, numbers read where it held their text
+    words = write(tmp_path, pa.table({"k": pa.array(["7", "x", "-3"] * 4), "label": pa.array(np.arange(12) % 2)}),
+                  "w.parquet")
+    spec = scan(words, "label", Choices(hash_buckets=64))[1]
+    assert hashed_slots(tmp_path, spec, pa.array([7, -3], pa.int16()), "n.parquet") == \
+        hashed_slots(tmp_path, spec, pa.array(["7", "-3"]), "m.parquet")
+
+
+def test_predict_reads_hashed_codes_given_as_text_like_the_trained_integers(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 200
+    codes = rng.integers(0, 40, n)
+    (tmp_path / "data").mkdir()
+    data = tmp_path / "data"
+    pq.write_table(pa.table({"k": codes, "label": codes % 3}), data / "train.parquet")
+    pq.write_table(pa.table({"k": codes.astype(np.int32)}), data / "int32.parquet")
+    pq.write_table(pa.table({"k": pa.array([str(v) for v in codes])}), data / "text.parquet")
+    pq.write_table(pa.table({"k": pa.array(["1", "one"])}), data / "words.parquet")
+    proc = streambp_cli("fit", data / "train.parquet", "--categorical", "k", "--hash-buckets", 32, "--epochs", 3,
+                        "--out", tmp_path / "m.npz")
+    assert proc.returncode == 0, proc.stderr
+    before = checksums(data)
+    predictions = {}
+    for name in ("train", "int32", "text"):
+        proc = streambp_cli("predict", tmp_path / "m.npz", data / f"{name}.parquet", "--out", tmp_path / f"{name}.out")
+        assert proc.returncode == 0, proc.stderr
+        predictions[name] = pq.read_table(tmp_path / f"{name}.out")
+    assert predictions["int32"].equals(predictions["train"]) and predictions["text"].equals(predictions["train"])
+    proc = streambp_cli("predict", tmp_path / "m.npz", data / "words.parquet", "--out", tmp_path / "words.out")
+    assert proc.returncode == 2 and "Categorical column 'k' holds 'one', which does not read as int64" in proc.stderr
+    assert not (tmp_path / "words.out").exists() and checksums(data) == before

@@ -162,3 +162,110 @@ def test_tampered_model_metadata_loads_as_a_working_model_or_is_a_user_error(tmp
 def test_a_tampered_model_array_loads_as_a_working_model_or_is_a_user_error(tmp_path, name, value):
     tamper(tmp_path / "t.npz", {}, {name: value})
     loads_as_a_working_model_or_is_a_user_error(tmp_path / "t.npz")
+
+
+# --- the inputs description (format 3): a tampered one is a StreambpError, never a traceback or a model that
+# reads its columns wrong ---
+
+from streambp.features import Categorical, FeatureSpec, Ignored, Numeric  # noqa: E402
+
+TABLE = {"x": [1.0, None, 3.0], "n": [1.0, 2.0, 3.0], "color": ["red", None, "green"], "code": [1, 9, 7],
+         "key": ["a", None, "b"]}
+
+
+def inputs_model():
+    """A model reading a numeric column with nulls (x), one without (n), a vocabulary of strings (color), of
+    integer codes (code) and a hashed column (key)."""
+    spec = FeatureSpec([Numeric("x", 2.5, True, 3), Numeric("n")],
+                       [Categorical("color", ["blue", "red"], "string", offset=0, distinct=2, nulls=1),
+                        Categorical("code", [1, 5, 9], "int64", offset=4, distinct=3),
+                        Categorical("key", None, "string", buckets=8, offset=9, distinct=100)],
+                       [Ignored("id", "every value is different")], mean=np.zeros(3), inv_std=np.ones(3))
+    return Model.initialise([3, 5, 2], [0, 1], spec, seed=1)
+
+
+def tamper_inputs(path, edit):
+    """inputs_model() saved with edit(inputs) applied to its inputs description."""
+    m = inputs_model()
+    meta = m.metadata()
+    edit(meta["inputs"])
+    np.savez(path, theta=m.theta, scaler_mean=m.mean, scaler_inv_std=m.inv_std,
+             metadata=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+
+
+def setter(section, index, key, value):
+    def edit(inputs):
+        inputs[section][index][key] = value
+    return edit
+
+
+def test_the_inputs_description_round_trips_and_predicts(tmp_path):
+    tamper_inputs(tmp_path / "m.npz", lambda inputs: None)
+    m = streambp.load(tmp_path / "m.npz")
+    assert m.spec.to_metadata() == inputs_model().spec.to_metadata()
+    np.testing.assert_array_equal(m.predict_proba(TABLE), inputs_model().predict_proba(TABLE))
+
+
+@pytest.mark.parametrize("edit", [
+    setter("categorical", 0, "value_type", "nope"),  # not an Arrow type
+    setter("categorical", 0, "value_type", "double"),  # not a type a categorical column holds
+    setter("categorical", 0, "value_type", 5),
+    setter("categorical", 2, "value_type", "binary"),  # hashed columns too
+    setter("categorical", 1, "values", [1, 5.5, 9]),  # pyarrow would truncate 5.5 to 5
+    setter("categorical", 1, "values", [1, True, 9]),
+    setter("categorical", 1, "values", [1, "5", 9]),
+    setter("categorical", 1, "values", [1, 5, 2**63]),  # past int64
+    setter("categorical", 1, "values", [1, 5, 5]),
+    setter("categorical", 0, "values", ["blue", None]),  # null has its own slot
+    setter("categorical", 0, "values", ["blue", ["red"]]),
+    setter("categorical", 0, "values", "bl"),
+    setter("categorical", 0, "buckets", 3),  # both a vocabulary and buckets
+    setter("categorical", 2, "buckets", 1),
+    setter("categorical", 2, "buckets", 0),
+    setter("categorical", 2, "buckets", 8.0),
+    setter("categorical", 2, "buckets", True),
+    setter("categorical", 2, "offset", 9.0),
+    setter("categorical", 1, "distinct", -1),
+    setter("categorical", 0, "nulls", "1"),
+    setter("categorical", 0, "name", 5),
+    setter("categorical", 0, "extra", 1),
+    setter("numeric", 0, "indicator", "yes"),
+    setter("numeric", 0, "fill", None),  # an indicator with nothing to fill
+    setter("numeric", 0, "fill", "2.5"),
+    setter("numeric", 0, "fill", True),
+    setter("numeric", 0, "fill", 10**400),
+    setter("numeric", 0, "nulls", -3),
+    setter("numeric", 1, "name", "x"),  # a column read twice
+    setter("ignored", 0, "reason", None),
+    lambda inputs: inputs.update(vector_width=1.5),
+    lambda inputs: inputs.update(vector_width=True),
+    lambda inputs: inputs.update(input_column="v", vector_width=3),  # a list column beside wide columns
+    lambda inputs: inputs.update(numeric={"x": 1}),
+    lambda inputs: inputs.update(categorical=None),
+])
+def test_a_tampered_inputs_description_is_a_user_error(tmp_path, edit):
+    tamper_inputs(tmp_path / "t.npz", edit)
+    with pytest.raises(StreambpError, match=r"t.npz is not a usable streambp model: its .*(malformed|twice)"):
+        streambp.load(tmp_path / "t.npz")
+
+
+ENTRIES = [("numeric", 0), ("numeric", 1), ("categorical", 0), ("categorical", 1), ("categorical", 2), ("ignored", 0)]
+KEYS = ["name", "fill", "indicator", "nulls", "values", "value_type", "buckets", "offset", "distinct", "reason"]
+INPUT_VALUES = JSON | st.sampled_from(["string", "large_string", "int8", "int64", "uint64", "bool", "double", "utf8"]) \
+    | st.lists(st.integers(-200, 300) | st.booleans() | st.text(max_size=2), max_size=4)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(ENTRIES), st.sampled_from(KEYS), INPUT_VALUES)
+def test_a_tampered_inputs_field_loads_as_a_working_model_or_is_a_user_error(tmp_path, entry, key, value):
+    tamper_inputs(tmp_path / "t.npz", setter(*entry, key, value))
+    try:
+        m = streambp.load(tmp_path / "t.npz")
+    except StreambpError as e:
+        assert str(tmp_path / "t.npz") in str(e)
+        return
+    try:
+        probs = m.predict_proba(TABLE)
+    except StreambpError:
+        return  # a clear error about the table (e.g. text where the model's codes are integers)
+    assert np.all(np.isfinite(probs)) and np.allclose(probs.sum(axis=1), 1, rtol=1e-3)

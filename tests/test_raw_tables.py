@@ -3,8 +3,6 @@ timestamps and an id column, in Parquet, CSV and Arrow, with categories and null
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +14,8 @@ import pytest
 import streambp
 from streambp.registry import open_source
 from streambp.stream import chunks
+
+from conftest import streambp_cli
 
 COLORS = ["red", "green", "blue", "black"]
 
@@ -52,13 +52,6 @@ def write(table, path):
     else:
         feather.write_feather(table, path)
     return str(path)
-
-
-def streambp_cli(*args):
-    exe = os.path.join(os.path.dirname(sys.executable), "streambp")
-    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=600)
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    return proc
 
 
 def digest(path):

@@ -96,3 +96,30 @@ def test_only_needed_columns_are_read(blob_file, monkeypatch):
     monkeypatch.setattr(source, "batches", spy)
     list(chunks(source, spec, LabelEncoder("label", [0, 1, 2], "int64"), 256, np.float32))
     assert asked == [["x1", "x3", "label"]]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_closing_a_prefetched_stream_early_ends_its_thread(monkeypatch, fails):
+    # The producer's last hand-over (the end marker, or the error) was a blocking put: with the queue full and
+    # the consumer gone it waited forever, so close() joined for 5 s and left the thread behind.
+    import threading
+
+    import streambp.stream as stream
+
+    monkeypatch.setattr(stream, "concurrent_calls_safe", lambda: True)
+    produced = threading.Event()
+
+    def items():
+        yield 1
+        yield 2  # fills the queue (depth 1) while the consumer holds item 1
+        produced.set()
+        if fails:
+            raise ValueError("after the last item")
+
+    before = set(threading.enumerate())
+    it = prefetched(items(), depth=1)
+    assert next(it) == 1
+    assert produced.wait(10)
+    thread, = [t for t in threading.enumerate() if t not in before and t.name == "streambp-prefetch"]
+    it.close()
+    assert not thread.is_alive()
