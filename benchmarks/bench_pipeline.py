@@ -390,19 +390,19 @@ def summarise_e2e(runs):
 def bench_files(args):
     """Baselines per file, in-memory per (net, batch), end to end per (file, net, batch); each repeat
     goes over every file, so that drift over the run hits all rows alike."""
-    paths = generate(args.data_dir, args.rows, LAYOUTS)
+    paths = generate(args.data_dir, args.rows, args.layouts)
     warm = generate(args.data_dir, WARMUP_ROWS, [("wide", "none"), ("list", "none")])
     points = [(net, b) for net in args.nets for b in args.batches]
     memory = {(net, b): InMemory(NETS[net], b, args) for net, b in points}  # calibrated; timed beside each e2e
     warmups = {f"{kind} {net} B={b}": warm_up_fit(warm[kind, "none"], kind, NETS[net], b, args.threads)
                for kind in ("wide", "list") for net, b in points}
-    decode = {lay: [] for lay in LAYOUTS}
-    matrix = {lay: {v: [] for v in MATRIX_VARIANTS[lay[0]]} for lay in LAYOUTS}
-    e2e = {(lay, net, b): [] for lay in LAYOUTS for net, b in points}
-    cached = {(lay, net, b): [] for lay in LAYOUTS for net, b in points}
+    decode = {lay: [] for lay in paths}
+    matrix = {lay: {v: [] for v in MATRIX_VARIANTS[lay[0]]} for lay in paths}
+    e2e = {(lay, net, b): [] for lay in paths for net, b in points}
+    cached = {(lay, net, b): [] for lay in paths for net, b in points}
     for r in range(args.repeats):
         print(f"repeat {r + 1}/{args.repeats}:", flush=True)
-        for lay in LAYOUTS:
+        for lay in paths:
             path = paths[lay]
             warm_cache(path)
             decode[lay].append(rate_run(decode_only, path))
@@ -429,7 +429,7 @@ def bench_files(args):
 def table_points(paths, points, memory, decode, matrix, e2e, cached):
     """One record per (file, net, batch): the file's baselines, the in-memory rate, end to end, ratios."""
     rows = []
-    for lay in LAYOUTS:
+    for lay in paths:
         mats = {v: summary([m["rows_per_s"] for m in runs]) for v, runs in matrix[lay].items()}
         best = max(mats, key=lambda v: mats[v]["median"])
         base = {"file": paths[lay], "file_bytes": os.path.getsize(paths[lay]), "layout": lay[0],
@@ -568,6 +568,8 @@ def parse_args(argv):
     ap.add_argument("--rows", type=int, default=200_000, help="rows per data set (default 200000)")
     ap.add_argument("--nets", default="A,B", help="subset of " + ", ".join(
         f"{k}={'-'.join(map(str, v))}" for k, v in NETS.items()) + " (default A,B)")
+    ap.add_argument("--layouts", default=",".join(f"{k}-{c}" for k, c in LAYOUTS),
+                    help="comma-separated subset of the layouts (default: all four)")
     ap.add_argument("--batches", default="128", help="comma-separated batch sizes (default 128)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for streambp and "
                     "pyarrow (default: all cores)")
@@ -590,6 +592,9 @@ def parse_args(argv):
         if n not in NETS:
             ap.error(f"unknown net {n!r}; choose from {','.join(NETS)}")
     a.batches = [int(b) for b in a.batches.split(",") if b.strip()]
+    a.layouts = [tuple(lay.strip().split("-")) for lay in a.layouts.split(",") if lay.strip()]
+    if not set(a.layouts) <= set(LAYOUTS):
+        ap.error(f"--layouts takes some of {','.join(f'{k}-{c}' for k, c in LAYOUTS)}")
     a.big_rows = a.big_rows or 10 * a.rows
     if min(a.rows, a.memory_rows) < max(a.batches) or min(a.batches) < 1 or a.repeats < 1:
         ap.error("--rows and --memory-rows must be at least the largest batch; --batches and --repeats >= 1")
