@@ -400,10 +400,10 @@ def spark_cfg(a, train, test, max_iter):
 
 
 
-def fit_args(a, train, test, out, epochs):
+def fit_args(a, train, test, out, epochs, cache):
     args = ["fit", train, "--label", "label", "--hidden", str(H), "--epochs", str(epochs), "--batch-size",
-            str(a.batch_size), "--lr", str(a.lr), "--optimizer", a.optimizer, "--seed", str(a.seed),
-            "--val", test, "--out", out]
+            str(a.batch_size), "--lr", str(a.lr), "--optimizer", a.optimizer, "--lr-schedule", a.lr_schedule,
+            "--seed", str(a.seed), "--val", test, "--out", out, "--cache", cache]
     if a.momentum is not None:
         args += ["--momentum", str(a.momentum)]
     if a.threads is not None:
@@ -417,7 +417,8 @@ def run_streambp(a, train, test, epochs):
 
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         out = os.path.join(tmp, "model.npz")
-        cmd = [sys.executable, "-c", DRIVER, *fit_args(a, train, test, out, epochs)]
+        cache = os.path.join(tmp, "cache") if a.cache == "fresh" else a.cache
+        cmd = [sys.executable, "-c", DRIVER, *fit_args(a, train, test, out, epochs, cache)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
         stamped = []
         t0 = time.perf_counter()
@@ -449,6 +450,74 @@ def run_streambp(a, train, test, epochs):
     return {"process_wall_s": wall, "startup_s": startup, "fit_seconds": training["seconds"],
             "history": history, "peak_rss_mib": kib[-1] / 1024.0 if kib else None,
             "stdout": [s for _, s in stamped]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# scikit-learn: one worker process per configuration (python bench_spark.py --sklearn-worker JSON).
+
+
+def sklearn_worker(cfg):
+    """Load both files into memory, then MLPClassifier.partial_fit one epoch at a time (its own shuffling),
+    scoring the test file after each; prints a JSON result line. Times from the process's start."""
+    t_start = time.perf_counter()
+    import numpy as np
+    import pyarrow.parquet as pq
+    from sklearn.neural_network import MLPClassifier
+
+    def load(path):
+        t = pq.read_table(path)
+        X = np.column_stack([t.column(n).to_numpy() for n in t.column_names if n != "label"]).astype(np.float32)
+        return X, t.column("label").to_numpy()
+
+    X, y = load(cfg["train"])
+    Xt, yt = load(cfg["test"])
+    loaded = time.perf_counter() - t_start
+    clf = MLPClassifier(hidden_layer_sizes=(H,), activation=cfg["activation"], solver="adam",
+                        batch_size=cfg["batch"], learning_rate_init=cfg["lr"], random_state=cfg["seed"])
+    history, train_s = [], 0.0
+    for epoch in range(1, cfg["epochs"] + 1):
+        t = time.perf_counter()
+        clf.partial_fit(X, y, classes=np.arange(10))
+        train_s += time.perf_counter() - t
+        acc = float(clf.score(Xt, yt))
+        history.append({"epoch": epoch, "val_accuracy": acc, "cum_train_s": train_s,
+                        "cum_train_with_startup_s": loaded + train_s})
+        if acc >= cfg["target"]:
+            break
+    print(RESULT_TAG + json.dumps({"load_s": loaded, "history": history,
+                                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
+          flush=True)
+
+
+def run_sklearn(cfg):
+    cmd = [sys.executable, os.path.abspath(__file__), "--sklearn-worker", json.dumps(cfg)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"scikit-learn worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len(RESULT_TAG):])
+
+
+def time_to_accuracy(a, sbp_runs, sk_runs):
+    """Markdown: each system's first epoch at or above --target, and its time (train only, and from the
+    process's start: imports, start-up or loading, training; validation and scoring not counted)."""
+    rows = []
+    for s in sbp_runs:
+        h = reach(s["history"], a.target)
+        rows.append([f"streambp ({a.optimizer} lr {a.lr} {a.lr_schedule}, batch {a.batch_size}, cache {a.cache})",
+                     "not reached" if h is None else f"{h['epoch']} ({h['val_accuracy']:.4f})",
+                     f1(h and h["cum_train_s"]), f1(h and h["cum_train_with_startup_s"]),
+                     f1(s["peak_rss_mib"], ".0f")])
+    for name, r in sk_runs:
+        h = reach(r["history"], a.target)
+        rows.append([f"scikit-learn MLPClassifier ({name})",
+                     f"not reached in {len(r['history'])} epochs (best "
+                     f"{max(x['val_accuracy'] for x in r['history']):.4f})" if h is None else
+                     f"{h['epoch']} ({h['val_accuracy']:.4f})",
+                     f1(h and h["cum_train_s"]), f1(h and h["cum_train_with_startup_s"]),
+                     f1(r["peak_rss_mib"], ".0f")])
+    return markdown([f"system (target test accuracy {a.target})", "epoch reaching it (its acc)", "train s",
+                     "from process start s", "peak RSS MiB"], rows)
 
 
 def reach(history, target):
@@ -599,6 +668,16 @@ def parse_args(argv):
     g.add_argument("--batch-size", type=int, default=128, help="default 128")
     g.add_argument("--momentum", type=float, default=None, help="sgd/rmsprop momentum (default: not given)")
     g.add_argument("--threads", type=int, default=None, help="streambp --threads (default: all cores)")
+    g.add_argument("--lr-schedule", default="constant", help="default constant")
+    g.add_argument("--cache", default="fresh", help="streambp --cache: fresh (a new directory per run: the "
+                   "first epoch writes it, later epochs read it; default), none, or a directory")
+    g = ap.add_argument_group("scikit-learn")
+    g.add_argument("--sklearn", default="", help="comma-separated MLPClassifier configurations "
+                   "ACTIVATION:LR:BATCH (adam, one hidden layer of 128), each run until --target, e.g. "
+                   "relu:0.001:200,logistic:0.003:128 (default: none)")
+    g.add_argument("--sklearn-epochs", type=int, default=10, help="at most this many epochs (default 10)")
+    g.add_argument("--target", type=float, default=0.89, help="the test accuracy of the time-to-accuracy "
+                   "table (default 0.89)")
     g = ap.add_argument_group("run")
     g.add_argument("--repeats", type=int, default=1, help="runs of each system, interleaved (default 1)")
     g.add_argument("--skip-spark", action="store_true", help="streambp only (no comparison)")
@@ -663,6 +742,18 @@ def main(argv=None):
                   f"{sr['fit_s']:.1f} s, eval {sr['eval_s']:.1f} s, test acc {sr['accuracy']:.4f}, JVM peak "
                   f"RSS {sr['jvm_peak_rss_mib']:.0f} MiB, wall {sr['process_wall_s']:.1f} s", flush=True)
 
+    sk_runs = []
+    for spec in filter(None, a.sklearn.split(",")):
+        activation, lr, batch = spec.split(":")
+        r = run_sklearn({"train": train, "test": test, "activation": activation, "lr": float(lr),
+                         "batch": int(batch), "seed": a.seed, "epochs": a.sklearn_epochs, "target": a.target})
+        sk_runs.append((f"{activation}, adam lr {lr}, batch {batch}", r))
+        accs = " ".join(f"{h['val_accuracy']:.4f}" for h in r["history"])
+        times = " ".join(f"{h['cum_train_s']:.1f}" for h in r["history"])
+        print(f"scikit-learn {spec}: load {r['load_s']:.1f} s, test acc {accs}, train s {times}", flush=True)
+    results["sklearn_runs"] = sk_runs
+    print()
+    print(time_to_accuracy(a, sbp_runs, sk_runs))
     results["streambp_runs"] = sbp_runs
     results["spark_runs"] = {str(k): v for k, v in spark_runs.items()}
     if not a.skip_spark:
@@ -688,5 +779,7 @@ def main(argv=None):
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--spark-worker":
         spark_worker(json.loads(sys.argv[2]))
+    elif len(sys.argv) > 2 and sys.argv[1] == "--sklearn-worker":
+        sklearn_worker(json.loads(sys.argv[2]))
     else:
         main()
