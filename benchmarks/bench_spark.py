@@ -401,7 +401,7 @@ def spark_cfg(a, train, test, max_iter):
 
 
 def fit_args(a, train, test, out, epochs, cache):
-    args = ["fit", train, "--label", "label", "--hidden", str(H), "--epochs", str(epochs), "--batch-size",
+    args = ["fit", train, "--label", "label", "--hidden", str(a.hidden), "--epochs", str(epochs), "--batch-size",
             str(a.batch_size), "--lr", str(a.lr), "--optimizer", a.optimizer, "--lr-schedule", a.lr_schedule,
             "--seed", str(a.seed), "--val", test, "--out", out, "--cache", cache]
     if a.momentum is not None:
@@ -472,7 +472,7 @@ def sklearn_worker(cfg):
     X, y = load(cfg["train"])
     Xt, yt = load(cfg["test"])
     loaded = time.perf_counter() - t_start
-    clf = MLPClassifier(hidden_layer_sizes=(H,), activation=cfg["activation"], solver="adam",
+    clf = MLPClassifier(hidden_layer_sizes=(cfg["hidden"],), activation=cfg["activation"], solver="adam",
                         batch_size=cfg["batch"], learning_rate_init=cfg["lr"], random_state=cfg["seed"])
     history, train_s = [], 0.0
     for epoch in range(1, cfg["epochs"] + 1):
@@ -504,7 +504,8 @@ def time_to_accuracy(a, sbp_runs, sk_runs):
     rows = []
     for s in sbp_runs:
         h = reach(s["history"], a.target)
-        rows.append([f"streambp ({a.optimizer} lr {a.lr} {a.lr_schedule}, batch {a.batch_size}, cache {a.cache})",
+        rows.append([f"streambp (hidden {a.hidden}, {a.optimizer} lr {a.lr} {a.lr_schedule}, batch {a.batch_size}, "
+                     f"{a.epochs} epochs, cache {a.cache})",
                      "not reached" if h is None else f"{h['epoch']} ({h['val_accuracy']:.4f})",
                      f1(h and h["cum_train_s"]), f1(h and h["cum_train_with_startup_s"]),
                      f1(s["peak_rss_mib"], ".0f")])
@@ -669,6 +670,8 @@ def parse_args(argv):
     g.add_argument("--momentum", type=float, default=None, help="sgd/rmsprop momentum (default: not given)")
     g.add_argument("--threads", type=int, default=None, help="streambp --threads (default: all cores)")
     g.add_argument("--lr-schedule", default="constant", help="default constant")
+    g.add_argument("--hidden", type=int, default=H, help=f"hidden units of streambp and scikit-learn (default {H}, "
+                   "Spark's)")
     g.add_argument("--cache", default="fresh", help="streambp --cache: fresh (a new directory per run: the "
                    "first epoch writes it, later epochs read it; default), none, or a directory")
     g = ap.add_argument_group("scikit-learn")
@@ -745,9 +748,9 @@ def main(argv=None):
     sk_runs = []
     for spec in filter(None, a.sklearn.split(",")):
         activation, lr, batch = spec.split(":")
-        r = run_sklearn({"train": train, "test": test, "activation": activation, "lr": float(lr),
+        r = run_sklearn({"train": train, "test": test, "activation": activation, "lr": float(lr), "hidden": a.hidden,
                          "batch": int(batch), "seed": a.seed, "epochs": a.sklearn_epochs, "target": a.target})
-        sk_runs.append((f"{activation}, adam lr {lr}, batch {batch}", r))
+        sk_runs.append((f"hidden {a.hidden}, {activation}, adam lr {lr}, batch {batch}", r))
         accs = " ".join(f"{h['val_accuracy']:.4f}" for h in r["history"])
         times = " ".join(f"{h['cum_train_s']:.1f}" for h in r["history"])
         print(f"scikit-learn {spec}: load {r['load_s']:.1f} s, test acc {accs}, train s {times}", flush=True)

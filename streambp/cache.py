@@ -160,9 +160,14 @@ class StreamCache:
         return rows * self.row_bytes
 
     def writer(self):
-        """A Writer for the next full pass."""
+        """A Writer for the next full pass, or None (saying why) when it cannot be started."""
         remove_stale_temporaries(self.root)
-        return Writer(self, os.path.join(self.root, f".tmp-{os.getpid()}-{self.id}"))
+        try:
+            return Writer(self, os.path.join(self.root, f".tmp-{os.getpid()}-{self.id}"))
+        except OSError as e:
+            print(f"streambp: warning: the cache {self.path} is not written ({e.strerror or e}); every pass "
+                  "decodes the data.", file=sys.stderr)
+            return None
 
     def replay(self, buf, rng):
         """Fill `buf` (a stream.ChunkBuffer) with the cached rows, units in the order the source's batches
@@ -222,7 +227,11 @@ class Writer:
         self.rows = self.bad_rows = 0
         self.failed = None
         os.makedirs(tmp)
-        self.files = [open(os.path.join(tmp, name), "wb") for name in ARRAYS]
+        try:
+            self.files = [open(os.path.join(tmp, name), "wb") for name in ARRAYS]
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def at(self, f, row0):
         """A record batch of file f starting at row0 is next: a new unit when one starts there."""
