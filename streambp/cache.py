@@ -285,7 +285,8 @@ class Writer:
 
     def abandon(self):
         for f in self.files:
-            f.close()
+            with contextlib.suppress(OSError):  # a buffered write that fails again
+                f.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

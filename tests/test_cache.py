@@ -287,3 +287,23 @@ def test_a_cache_path_that_is_a_file_is_a_user_error(tmp_path):
     r = cli(tmp_path, "fit", data, *FIT, "--cache", "afile", "--out", "m.npz")
     assert r.returncode == 2 and "--cache afile is not a directory" in " ".join(r.stderr.split())
     assert checksums(tmp_path) == before
+
+
+def test_a_cache_that_cannot_be_written_leaves_training_as_it_was(tmp_path):
+    """A write that fails (here: the file-size limit, as a full disk would) drops the cache with a warning;
+    the fit goes on, decoding every epoch, and trains exactly what an uncached fit does."""
+    import resource
+
+    data = write(tmp_path, "parquet", pa.concat_tables([table(seed=s) for s in range(20)]))  # 18,000 rows
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    plain, _ = fit(tmp_path, data, "plain.npz", cache="none")
+    r = subprocess.run([*CLI, "fit", str(data), *FIT, "--out", "limited.npz", "--cache", "c"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "warning: the cache" in r.stderr and "was not written (File too large)" in r.stderr
+    assert np.array_equal(plain, np.load(tmp_path / "limited.npz")["theta"])
+    assert entries(tmp_path / "c") == [] and not [n for n in os.listdir(tmp_path / "c") if n.startswith(".tmp")]
