@@ -103,10 +103,10 @@ def run(cmd):
     return seconds, rss, p.stdout
 
 
-def streambp_result(train, test, label, directory):
+def streambp_result(train, test, label, directory, fit_args=()):
     exe = os.path.join(os.path.dirname(sys.executable), "streambp")
     model = os.path.join(directory, "m.npz")
-    t1, r1, _ = run([exe, "fit", train, "--label", label, "--out", model])
+    t1, r1, _ = run([exe, "fit", train, "--label", label, "--out", model, *fit_args])
     t2, r2, out = run([exe, "evaluate", model, test, "--label", label, "--json"])
     return {"accuracy": json.loads(out)["accuracy"], "seconds": t1 + t2, "rss_mib": max(r1, r2)}
 
@@ -153,6 +153,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tables", default=",".join(TABLES))
     p.add_argument("--json")
+    p.add_argument("--fit-args", default="", help="more `streambp fit` flags, e.g. '--lr-schedule cosine' (to "
+                   "compare defaults)")
     p.add_argument("--sklearn", nargs=4, metavar=("WHICH", "TRAIN", "TEST", "LABEL"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.sklearn:
@@ -166,7 +168,7 @@ def main():
             train, test = split(name, tmp)
             label = TABLES[name][1]
             base, n, columns = majority(train, test, label)
-            s = streambp_result(train, test, label, tmp)
+            s = streambp_result(train, test, label, tmp, args.fit_args.split())
             lr = sklearn_result(train, test, label, "logistic")
             mlp = sklearn_result(train, test, label, "mlp")
             best = max(lr, mlp, key=lambda r: r["accuracy"])

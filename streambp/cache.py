@@ -10,11 +10,13 @@ the offset and count of its rows. A later pass reads the units in the order the 
 (the same draw from the epoch's generator), so its chunks are the very rows, in the very order, that
 decoding gives. A pass writes into .tmp-<pid>-<id> and renames it into place only once every unit has been
 read and the files are unchanged: what a killed or failed pass leaves is never read, and is removed later.
-Reading goes through preadv into the chunk buffers, so memory stays that of the buffers.
+Later passes map only the rows of the chunk being assembled and copy them into the chunk buffers (shuffled on
+the way), so memory stays that of the buffers.
 """
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import sys
@@ -170,11 +172,11 @@ class StreamCache:
             return None
 
     def replay(self, buf, rng):
-        """Fill `buf` (a stream.ChunkBuffer) with the cached rows, units in the order the source's batches
-        would visit them with `rng`; yield each time it holds a whole chunk."""
+        """Hand `buf` (a stream.ChunkBuffer) the cached rows as mapped views, units in the order the source's
+        batches would visit them with `rng`; yield each time it holds a whole chunk. Only the rows of the
+        chunk being filled are mapped: buf drops them once it has copied them, which unmaps them."""
         spans = self.manifest["units"]
         order = range(len(spans)) if rng is None else rng.permutation(len(spans))
-        sizes = (self.width * self.dtype.itemsize, self.slots * 4, 4)
         for u in order:
             if spans[u] is None:
                 continue
@@ -182,23 +184,31 @@ class StreamCache:
             done = 0
             while done < count:
                 n = min(buf.room, count - done)
-                for f, array, size in zip(self.fds, buf.space(n), sizes):
-                    if size:
-                        read_into(f.fileno(), array, (start + done) * size)
-                done += n
-                if buf.commit(n):
+                if buf.hold(self.rows(start + done, n)):
                     yield
+                done += n
         touch(self.path)
 
+    def rows(self, first, n):
+        """(X [n, D], idx [n, C], y [n]) of rows first .. first + n, views of mapped pages."""
+        shapes = ((n, self.width), (n, self.slots), (n,))
+        return tuple(mapped(f, shape, dtype, first) for f, shape, dtype in
+                     zip(self.fds, shapes, (self.dtype, np.int32, np.int32)))
 
-def read_into(fd, array, offset):
-    """array (C-contiguous) <- its size in bytes read from fd at offset."""
-    view = memoryview(array).cast("B")
-    while view.nbytes:
-        n = os.preadv(fd, [view], offset)
-        if n <= 0:
-            raise OSError(f"a cache file ended early at byte {offset}")
-        view, offset = view[n:], offset + n
+
+def mapped(f, shape, dtype, first):
+    """An array of `shape` over the open file f, starting at row `first` (rows of shape[1:]). The mapping is
+    private and writable (copy-on-write: nothing reaches the file), so that the kernels see the array type
+    they were compiled for, not a read-only one."""
+    dtype = np.dtype(dtype)
+    row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    if row * shape[0] == 0:
+        return np.empty(shape, dtype)
+    offset = first * row
+    base = offset - offset % mmap.ALLOCATIONGRANULARITY
+    m = mmap.mmap(f.fileno(), offset + row * shape[0] - base, prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=base,
+                  flags=mmap.MAP_PRIVATE)  # no MAP_POPULATE: it would fault the pages in for writing, copying them
+    return np.frombuffer(m, dtype, int(np.prod(shape)), offset - base).reshape(shape)
 
 
 def listing(directory):

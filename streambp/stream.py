@@ -168,6 +168,7 @@ class ChunkBuffer:
             self.raw = (np.empty((chunk_rows, width), dtype=dtype), np.empty((chunk_rows, slots), dtype=np.int32),
                         np.empty(chunk_rows, dtype=np.int32))
         self.k = self.pos = 0
+        self.pieces = []  # (first row in the chunk, (X, idx, y)) held by hold()
 
     @property
     def room(self):
@@ -189,18 +190,44 @@ class ChunkBuffer:
         self.pos += n
         return self.pos == self.chunk_rows
 
+    def hold(self, piece):
+        """Take the next len(piece[2]) rows as (X, idx, y) views that stay valid until emit(), which copies
+        them (and shuffles them on the way) without a copy into the gathering buffer first; returns whether
+        the chunk is full."""
+        self.pieces.append((self.pos, piece))
+        return self.commit(len(piece[2]))
+
     def emit(self):
         """The chunk (X [n, D], idx [n, C], y [n] or None); the next one starts empty."""
         n, i = self.pos, self.k % len(self.pool)
         X, idx, y = self.pool[i], self.ipool[i], self.ypool[i]
-        if self.rng is not None:
-            order = self.rng.permutation(n)
+        order = None if self.rng is None else self.rng.permutation(n)
+        if self.pieces:
+            self.place(order, X, idx, y)
+        elif order is not None:
             copy_rows(X[:n], self.raw[0][:n], order)
             np.take(self.raw[1][:n], order, axis=0, out=idx[:n])
             np.take(self.raw[2][:n], order, out=y[:n])
         self.k += 1
         self.pos = 0
         return X[:n], idx[:n], (y[:n] if self.labels else None)
+
+    def place(self, order, X, idx, y):
+        """Copy the held pieces into the chunk's buffers, row r of the chunk to the position `order` gives
+        it: one gather when a single piece makes the chunk, else a scatter of each piece."""
+        pieces, self.pieces = self.pieces, []
+        if order is not None and len(pieces) == 1:
+            (_, (Xp, idxp, yp)), = pieces
+            copy_rows(X[:len(order)], Xp, order)
+            np.take(idxp, order, axis=0, out=idx[:len(order)])
+            np.take(yp, order, out=y[:len(order)])
+            return
+        where = None if order is None else np.empty_like(order)
+        if order is not None:
+            where[order] = np.arange(len(order))
+        for start, (Xp, idxp, yp) in pieces:
+            rows = slice(start, start + len(yp)) if order is None else where[start:start + len(yp)]
+            X[rows], idx[rows], y[rows] = Xp, idxp, yp
 
 
 def chunks(source, spec, encoder, chunk_rows, dtype, rng=None, depth=1, split=None, bad_rows=None, cache=None):
