@@ -43,7 +43,7 @@ class FitConfig:
     hash_buckets: int = 0  # hash categorical values into this many slots instead (0: off)
     hidden: list[int] | None = None  # None: DEFAULT_HIDDEN, or the --init model's; [] is softmax regression
     epochs: int | None = None  # None: auto (train.auto_epochs), stopping once the training loss settles
-    batch_size: int = 32
+    batch_size: int | None = None  # None: train.auto_batch(training rows)
     lr: float = 0.01  # with adam; the seed's plain SGD is --optimizer sgd --lr 0.1
     seed: int = 0
     threads: int | None = None
@@ -63,7 +63,7 @@ class FitConfig:
     out: str | None = "model.npz"
     optimizer: str = "adam"  # chosen on real tables: benchmarks/bench_tables.py, README
     optimizer_params: dict[str, Scalar] = field(default_factory=dict)  # hyper-parameters, e.g. {"momentum": 0.9}
-    lr_schedule: str = "constant"  # see streambp/schedules.py
+    lr_schedule: str = "cosine"  # see streambp/schedules.py; chosen on real tables (benchmarks/README.md)
     lr_schedule_params: dict[str, Scalar] = field(default_factory=dict)  # e.g. {"gamma": 0.5}
     warmup_steps: int = 0
     loggers: list[str] = field(default_factory=lambda: ["console"])

@@ -141,7 +141,9 @@ def test_a_categorical_model_resumes_bit_identical(tmp_path):
     from streambp.train import fit
 
     data = write(pa.table(raw_frame(800, 2)), tmp_path / "train.parquet")
-    settings = dict(data=data, label="label", deterministic=True, threads=1, loggers=[], out=None)
+    # a constant rate: a cosine schedule's length is the run's epochs, which the resume extends from 2 to 3
+    settings = dict(data=data, label="label", deterministic=True, threads=1, loggers=[], out=None,
+                    lr_schedule="constant")
     whole = fit(FitConfig(epochs=3, run_dir=str(tmp_path / "whole"), **settings))
     fit(FitConfig(epochs=2, run_dir=str(tmp_path / "part"), **settings))
     resumed = fit(FitConfig(epochs=3, resume=str(tmp_path / "part"), **settings))

@@ -132,8 +132,10 @@ def command(
         metavar="N", rich_help_panel=OPTIMISATION,
         help="Passes over the data (0 writes the initialised model). Default: about two million rows' worth, "
              "3 to 100 passes, stopping sooner once the training loss stops improving.")] = None,
-    batch_size: Annotated[int, typer.Option(
-        metavar="N", rich_help_panel=OPTIMISATION, help="Rows per minibatch.")] = 32,
+    batch_size: Annotated[Optional[int], typer.Option(
+        metavar="N", rich_help_panel=OPTIMISATION,
+        help="Rows per minibatch. Default: 32, doubled for every doubling of the training rows past 128,000 "
+             "(about 2,000 updates per epoch), at most 512.")] = None,
     lr: Annotated[float, typer.Option(
         metavar="RATE", rich_help_panel=OPTIMISATION,
         help="Learning rate (the default suits adam; plain SGD: --optimizer sgd --lr 0.1).")] = 0.01,
@@ -157,7 +159,8 @@ def command(
         help="Denominator term (adam, adamw, rmsprop: default 1e-8; adagrad: 1e-10).")] = None,
     lr_schedule: Annotated[str, typer.Option(
         metavar="NAME", rich_help_panel=OPTIMISATION,
-        help="Learning-rate schedule: constant, step, exponential or cosine.")] = "constant",
+        help="Learning-rate schedule: cosine (annealed to --lr-min over the run), constant, step or "
+             "exponential.")] = "cosine",
     lr_step_size: Annotated[Optional[int], typer.Option(
         metavar="N", rich_help_panel=OPTIMISATION, help="step schedule: epochs between decays (default 1).")] = None,
     lr_gamma: Annotated[Optional[float], typer.Option(
