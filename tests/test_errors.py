@@ -674,7 +674,8 @@ def test_the_memory_estimate_counts_the_embedding_table_and_its_optimizer_state(
     adam = make_optimizer(optimizers.get("adam")[0], model).table
     table_bytes = model.table.nbytes + sum(a.nbytes for a in adam.state.values())
     for hashed, option in ((0, "--max-categories"), (64, "--hash-buckets")):
-        parts = memory_needed(FitConfig(data="d", hash_buckets=hashed), model.sizes, 2, slots=model.slots)
+        parts = memory_needed(FitConfig(data="d", hash_buckets=hashed, batch_size=32), model.sizes, 2,
+                              slots=model.slots)
         assert parts[option] == table_bytes
 
 

@@ -29,7 +29,7 @@ def test_streaming_equals_in_memory(blob_dir, blobs, buffer_rows, prefetch):
     X, y = blobs
     streamed = fit(FitConfig(data=str(blob_dir), hidden=[8], epochs=2, batch_size=16, lr=0.3, optimizer="sgd",
                              shuffle=False, buffer_rows=buffer_rows, prefetch=prefetch, standardize=False, out=None,
-                             loggers=[]))
+                             loggers=[], lr_schedule="constant"))
     memory = in_memory_fit(X, y, [8], epochs=2, batch=16, lr=0.3, seed=0)
     np.testing.assert_allclose(streamed.theta, memory.theta, rtol=0, atol=1e-6)
     assert not np.array_equal(streamed.theta, Model.initialise(streamed.sizes, [0, 1, 2], streamed.features).theta)

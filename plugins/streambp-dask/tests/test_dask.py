@@ -55,7 +55,7 @@ def blobs(path, n, seed=0, row_group_size=250):
 
 def dask_config(data, address, **extra):
     return FitConfig(**{**dict(data=str(data), hidden=[8], epochs=2, batch_size=16, lr=0.3, optimizer="sgd", seed=3,
-                               loggers=[],
+                               loggers=[], lr_schedule="constant",  # the references step at a constant rate
                                out=None, checkpoint_every="epoch", engine="dask",
                                engine_options={"scheduler": address}), **extra})
 
