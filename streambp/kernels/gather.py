@@ -52,7 +52,9 @@ def copy_rows(X, src, rows):
         r0 = blk * ROW_BLOCK
         r1 = min(n, r0 + ROW_BLOCK)
         for i in range(r0, r1):
-            X[i, :] = src[rows[i], :]
+            out, row = X[i], src[rows[i]]
+            for j in range(D):  # element by element: a slice assignment costs seconds more to compile
+                out[j] = row[j]
         bad[blk] = _first_nonfinite(X, r0, r1)
     return _first_bad(bad)
 
