@@ -4,14 +4,17 @@ A first run after installing compiles every kernel it calls (several seconds); h
 over the data, and the epoch's clock starts once it is done, so compiling is never counted as training time.
 Only what the configuration says a fit will call is compiled: the network's backprop for its dtype (serial
 or by size, as the Stepper will choose), and the stream's kernels with the argument types stream.py passes
-(BatchDecoder.fill and chunks).
+(BatchDecoder.fill and chunks). The pre-pass runs beside it in pyarrow's threads, which do not hold the GIL.
 
-Numba compiles one function at a time in a process (a lock), so the stream's kernels are compiled by a helper
-process (`python -m streambp.warmup`) into Numba's on-disk cache while this thread compiles the network: two
-cores compile at once, and loading the helper's work from the cache takes milliseconds. Where the helper fails
-(or the cache is off), this thread compiles them itself. The pre-pass runs beside both in pyarrow's threads,
-which do not hold the GIL.
+Numba compiles one function at a time in a process (a lock). So on a first run (the stream's kernels are not
+in Numba's on-disk cache) a helper process, `python -m streambp.warmup`, compiles them into that cache while
+this thread compiles the network: two cores compile at once, and loading the helper's work takes
+milliseconds. The helper first compiles their serial builds, which this run then uses for every size
+(SizedKernel.deferred: the same bits), and then their parallel builds, for the runs after it: the run's
+process waits for the helper when it exits, so a second run finds every kernel in the cache. Where the
+helper cannot start, this thread compiles the kernels itself.
 """
+import atexit
 import json
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from . import threads
 from .config import DEFAULT_HIDDEN
 
 EXPECTED_CLASSES = 2  # the layer sizes are guessed before the pre-pass counts the classes
+SERIAL_DONE = "serial builds compiled"  # the helper's line once the builds this run needs are in the cache
 
 
 def start(c):
@@ -32,7 +36,8 @@ def start(c):
         return None
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     t = threading.Thread(target=_load, args=(c.dtype, c.batch_size, hidden, bool(c.categorical or c.hash_buckets),
-                                             c.shuffle, c.standardize), name="streambp-warmup", daemon=True)
+                                             c.shuffle, c.standardize, c.optimizer, dict(c.optimizer_params)),
+                         name="streambp-warmup", daemon=True)
     t.start()
     return t
 
@@ -44,51 +49,140 @@ def _load(*settings):
         pass
 
 
-def _compile(dtype, batch_size, hidden, categorical, shuffle, standardize):
+def _compile(dtype, batch_size, hidden, categorical, shuffle, standardize, optimizer, optimizer_params):
     import numpy as np
 
     from .step import load_kernels
 
-    stream = [str(np.dtype(dtype)), shuffle, standardize]
-    helper = _helper(stream)
-    try:
-        load_kernels(np.dtype(dtype), batch_size, [1, *hidden, EXPECTED_CLASSES], categorical)
-    finally:
-        if helper is not None:
-            helper.wait()
-    stream_kernels(*stream)  # from the cache the helper filled, or compiled here
+    stream = [np.dtype(dtype).name, shuffle, standardize]
+    helper = None if stream_cached(stream[0]) else _helper([stream, optimizer, optimizer_params])
+    load_kernels(np.dtype(dtype), batch_size, [1, *hidden, EXPECTED_CLASSES], categorical)
+    if helper is not None:
+        for kernel in stream_kernels():
+            kernel.deferred = True
+        for line in helper.stdout:  # until the serial builds are in the cache, or the helper ends
+            if line.strip() == SERIAL_DONE:
+                break
+    load_stream_kernels(*stream)  # from the cache the helper filled, or compiled here
 
 
-def _helper(stream):
-    """The process compiling stream_kernels(*stream) into Numba's cache, or None where it cannot start."""
+def _helper(work):
+    """The process doing _main(*work) (finished when this process exits), or None where it cannot start."""
     try:
-        return subprocess.Popen([sys.executable, "-m", "streambp.warmup", json.dumps(stream)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        helper = subprocess.Popen([sys.executable, "-m", "streambp.warmup", json.dumps(work)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True)
     except OSError:
         return None
+    atexit.register(_finish, helper)
+    return helper
 
 
-def stream_kernels(dtype, shuffle, standardize):
+def _finish(helper):
+    """Wait for the helper to fill the cache; Ctrl-C stops it instead."""
+    try:
+        helper.wait()
+    except KeyboardInterrupt:
+        helper.kill()
+
+
+def stream_kernels():
+    """The by_size kernels that stream.py calls on every chunk of data."""
+    from .kernels.gather import copy_rows, gather_columns
+    from .kernels.rows import standardize
+
+    return [gather_columns, copy_rows, standardize]
+
+
+def stream_cached(dtype):
+    """Whether Numba's on-disk cache holds the parallel build of gather_columns for data of `dtype` (a NumPy
+    dtype name): then this is not a first run."""
+    import numpy as np
+
+    from .kernels.compile import cached
+    from .kernels.gather import gather_columns
+
+    X = np.zeros((1, 1), dtype)
+    return cached(gather_columns.build(parallel=True), X, np.zeros(1, np.int64), 0)
+
+
+def load_stream_kernels(dtype, shuffle, standardize):
     """Compile the stream's kernels for data of `dtype` (a NumPy dtype name), or load them from Numba's cache:
-    gathering columns, and shuffling rows and standardising them where the fit does."""
+    gathering columns, and shuffling rows and standardising them where the fit does; the serial and the
+    parallel build of each (only the serial one where deferred), since the pieces of data they are given are
+    large or small."""
     import numpy as np
 
     from .kernels.compile import PARALLEL_MIN_ELEMENTS
     from .kernels.gather import copy_rows, gather_columns
     from .kernels.rows import standardize as standardize_rows
 
-    dtype = np.dtype(dtype)
-    X = np.zeros((1, 1), dtype)
-    column = np.zeros(1, dtype)
-    gather_columns(X, np.array([column.ctypes.data], np.int64), 0)
-    if shuffle:
-        copy_rows(X, X.copy(), np.zeros(1, np.int64))
-    if standardize:  # both builds: the pieces of record batches it is given are large or small
-        for rows in (1, PARALLEL_MIN_ELEMENTS):
-            standardize_rows(np.zeros((rows, 1), dtype), np.zeros(1, dtype), np.ones(1, dtype))
+    for rows in (1, PARALLEL_MIN_ELEMENTS):
+        X = np.zeros((rows, 1), dtype)
+        column = np.zeros(rows, dtype)
+        gather_columns(X, np.array([column.ctypes.data], np.int64), 0)
+        if shuffle:
+            copy_rows(X, X.copy(), np.zeros(rows, np.int64))
+        if standardize:
+            standardize_rows(X, np.zeros(1, dtype), np.ones(1, dtype))
 
 
-if __name__ == "__main__":  # the helper process
+def network_leaves(dtype):
+    """Compile, or load from Numba's cache, the kernels that network_loss_and_grad's serial twin calls from
+    its cost on, with the argument types it passes them: the fit's process reaches them last, so the helper
+    compiles them first and the fit loads them when its own compilation of the twin gets there."""
+    import numpy as np
+
+    from .kernels.activations import sigmoid_backward
+    from .kernels.dense import dense_backward
+    from .kernels.softmax import count_correct, crossentropy_softmax_backward, softmax_crossentropy_forward
+
+    Z, v, y = np.zeros((1, 1), dtype), np.zeros(1, dtype), np.zeros(1, np.int32)
+    crossentropy_softmax_backward.build(parallel=False)(Z, Z, y, v)
+    sigmoid_backward.build(parallel=False)(Z, Z, Z)
+    count_correct(Z, y)
+    dense_backward(Z, v, Z, Z, Z, Z, v)
+    softmax_crossentropy_forward.build(parallel=False)(Z, v, Z, y)
+
+
+def optimizer_updates(name, params, dtype):
+    """Compile, or load from Numba's cache, both builds of the update that the built-in optimizer `name` with
+    hyper-parameters `params` runs on parameters of `dtype` (the parameter count, hence the build, is known
+    once the pre-pass has counted the inputs); nothing for another optimizer."""
+    import numpy as np
+
+    from .default_plugins import optimizers
+    from .kernels.compile import PARALLEL_MIN_ELEMENTS
+    from .optim import Optimizer
+    from .step import load_update
+
+    for factory in vars(optimizers).values():
+        if isinstance(factory, type) and issubclass(factory, Optimizer) and getattr(factory, "name", None) == name:
+            for size in (1, PARALLEL_MIN_ELEMENTS):
+                load_update(factory(np.zeros(size, dtype), **params), size)
+
+
+def _main(stream, optimizer, optimizer_params):
+    """The helper: the network's last kernels, the optimizer's update and the serial builds of the stream's
+    kernels (then a line on stdout), then the parallel builds of the stream's kernels."""
+    import warnings
+
+    from numba.core.errors import NumbaWarning
+
     import streambp.kernels  # noqa: F401  (the threading layer, as in the fit)
 
-    stream_kernels(*json.loads(sys.argv[1]))
+    warnings.simplefilter("error", NumbaWarning)  # a build that could not be cached is a failure
+    kernels = stream_kernels()
+    for kernel in kernels:
+        kernel.deferred = True
+    network_leaves(stream[0])
+    optimizer_updates(optimizer, optimizer_params, stream[0])
+    load_stream_kernels(*stream)
+    print(SERIAL_DONE, flush=True)
+    for kernel in kernels:
+        kernel.deferred = False
+    load_stream_kernels(*stream)
+
+
+if __name__ == "__main__":
+    _main(*json.loads(sys.argv[1]))

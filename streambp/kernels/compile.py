@@ -8,13 +8,15 @@ training thread's kernels let the prefetch thread run its Python code meanwhile.
 
 Compiling is most of a first run's start-up (a kernel takes 0.2-2 s; a parallel build costs 2-3 times a
 serial one), so nothing is compiled before it is called: a call from Python compiles only the build it runs,
-and jitted code that never reaches PARALLEL_MIN_ELEMENTS calls the serial builds only (serial_twin).
+and jitted code that never reaches PARALLEL_MIN_ELEMENTS calls the serial builds only (serial_twin). A first
+run can also defer a kernel's parallel build (SizedKernel.deferred) while another process compiles it.
 """
 import inspect
 import types
 
-from numba import njit
+from numba import njit, typeof
 from numba.core.registry import CPUDispatcher
+from numba.core.typing.typeof import Purpose
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 PARALLEL_MIN_ELEMENTS = 1 << 16  # below this, one thread finishes before the pool wakes up
@@ -32,11 +34,20 @@ def _renamed(fn, suffix, globals_=None):
 
 class SizedKernel(CPUDispatcher):
     """The dispatcher of a by_size kernel. Jitted callers compile its _DISPATCH body, which holds both builds;
-    a call from Python picks the build here, so that only the build it runs is compiled."""
+    a call from Python picks the build here, so that only the build it runs is compiled. While `deferred` is
+    set, a call from Python runs the serial build at any size (the same bits, on one core), so that a first
+    run need not wait for the parallel build to compile."""
+
+    deferred = False
 
     def __call__(self, out, *inputs):
         g = self.py_func.__globals__
-        return (g["serial"] if out.size < PARALLEL_MIN_ELEMENTS else g["parallel"])(out, *inputs)
+        small = self.deferred or out.size < PARALLEL_MIN_ELEMENTS
+        return (g["serial"] if small else g["parallel"])(out, *inputs)
+
+    def build(self, parallel):
+        """The serial or the parallel build."""
+        return self.py_func.__globals__["parallel" if parallel else "serial"]
 
 
 # The dispatcher names the body's own arguments rather than taking *inputs: Numba types *inputs as a
@@ -46,15 +57,15 @@ class SizedKernel(CPUDispatcher):
 _DISPATCH = """
 def _dispatch(out, {inputs}):
     if out.size < PARALLEL_MIN_ELEMENTS:
-        serial(out, {inputs})
-    else:
-        parallel(out, {inputs})
+        return serial(out, {inputs})
+    return parallel(out, {inputs})
 """
 
 
 def by_size(body):
     """Compile body(out, *inputs) (written with prange) serial and parallel; return a jitted function
-    that runs the parallel build when out has at least PARALLEL_MIN_ELEMENTS elements.
+    that runs the parallel build when out has at least PARALLEL_MIN_ELEMENTS elements (and returns what
+    the build returns).
 
     The dispatcher finds the two builds as globals, not in a closure: Numba keys its cache on the
     pickled closure, which differs from one process to the next, so a closure would compile anew
@@ -94,3 +105,10 @@ def serial_twin(kernel, suffix="_serial"):
             g[name] = value.serial_twin
     kernel.serial_twin = njit(inline="always", **OPTIONS)(_renamed(fn, suffix, g))
     return kernel.serial_twin
+
+
+def cached(kernel, *args):
+    """Whether Numba's on-disk cache holds the jitted `kernel` compiled for these arguments' types (read, not
+    installed in `kernel`; Numba has no public call for it, hence its private cache object)."""
+    signature = tuple(typeof(a, Purpose.argument) for a in args)
+    return kernel._cache.load_overload(signature, kernel.targetctx) is not None
