@@ -34,6 +34,7 @@ def start(c):
     it before the first epoch; a kernel it has not reached yet is compiled where it is first called."""
     if c.init or c.resume or c.engine != "local" or not threads.concurrent_calls_safe():
         return None
+    from .kernels import optim, table  # noqa: F401  imported here, not by the fit while the thread compiles
     hidden = list(DEFAULT_HIDDEN if c.hidden is None else c.hidden)
     t = threading.Thread(target=_load, args=(c.dtype, c.batch_size, hidden, bool(c.categorical or c.hash_buckets),
                                              c.shuffle, c.standardize, c.optimizer, dict(c.optimizer_params)),

@@ -15,6 +15,7 @@ import inspect
 import types
 
 from numba import njit, typeof
+from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
 from numba.core.typing.typeof import Purpose
 
@@ -111,4 +112,5 @@ def cached(kernel, *args):
     """Whether Numba's on-disk cache holds the jitted `kernel` compiled for these arguments' types (read, not
     installed in `kernel`; Numba has no public call for it, hence its private cache object)."""
     signature = tuple(typeof(a, Purpose.argument) for a in args)
-    return kernel._cache.load_overload(signature, kernel.targetctx) is not None
+    with global_compiler_lock:  # as Numba's own loading does: it shares state with compilations elsewhere
+        return kernel._cache.load_overload(signature, kernel.targetctx) is not None
