@@ -16,6 +16,7 @@ helper cannot start, this thread compiles the kernels itself.
 """
 import atexit
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -180,6 +181,8 @@ def _main(stream, optimizer, optimizer_params):
     optimizer_updates(optimizer, optimizer_params, stream[0])
     load_stream_kernels(*stream)
     print(SERIAL_DONE, flush=True)
+    if hasattr(os, "nice"):
+        os.nice(19)  # for later runs: the fit's own compiling, on the critical path, comes first
     for kernel in kernels:
         kernel.deferred = False
     load_stream_kernels(*stream)
