@@ -10,9 +10,9 @@ Numba compiles one function at a time in a process (a lock). So on a first run (
 in Numba's on-disk cache) a helper process, `python -m streambp.warmup`, compiles them into that cache while
 this thread compiles the network: two cores compile at once, and loading the helper's work takes
 milliseconds. The helper first compiles their serial builds, which this run then uses for every size
-(SizedKernel.deferred: the same bits), and then their parallel builds, for the runs after it: the run's
-process waits for the helper when it exits, so a second run finds every kernel in the cache. Where the
-helper cannot start, this thread compiles the kernels itself.
+(SizedKernel.deferred: the same bits), and then their parallel builds, for the runs after it, at the lowest
+CPU priority: the run's process waits for the helper when it exits (a minute at most), so that a second run
+finds every kernel in the cache. Where the helper cannot start, this thread compiles the kernels itself.
 """
 import atexit
 import json
@@ -26,6 +26,7 @@ from .config import DEFAULT_HIDDEN
 
 EXPECTED_CLASSES = 2  # the layer sizes are guessed before the pre-pass counts the classes
 SERIAL_DONE = "serial builds compiled"  # the helper's line once the builds this run needs are in the cache
+HELPER_WAIT_S = 60  # at most this long for the helper's line, and at exit for the helper (it then finishes alone)
 
 
 def start(c):
@@ -62,9 +63,7 @@ def _compile(dtype, batch_size, hidden, categorical, shuffle, standardize, optim
     if helper is not None:
         for kernel in stream_kernels():
             kernel.deferred = True
-        for line in helper.stdout:  # until the serial builds are in the cache, or the helper ends
-            if line.strip() == SERIAL_DONE:
-                break
+        helper.serial_done.wait(HELPER_WAIT_S)
     load_stream_kernels(*stream)  # from the cache the helper filled, or compiled here
 
 
@@ -76,14 +75,26 @@ def _helper(work):
                                   text=True)
     except OSError:
         return None
+    helper.serial_done = threading.Event()
+    threading.Thread(target=_read, args=(helper,), name="streambp-warmup-helper", daemon=True).start()
     atexit.register(_finish, helper)
     return helper
 
 
+def _read(helper):
+    """Set helper.serial_done once the helper has said so, or has ended."""
+    for line in helper.stdout:
+        if line.strip() == SERIAL_DONE:
+            break
+    helper.serial_done.set()
+
+
 def _finish(helper):
-    """Wait for the helper to fill the cache; Ctrl-C stops it instead."""
+    """Wait for the helper to fill the cache (HELPER_WAIT_S at most; Ctrl-C stops it instead)."""
     try:
-        helper.wait()
+        helper.wait(HELPER_WAIT_S)
+    except subprocess.TimeoutExpired:
+        pass
     except KeyboardInterrupt:
         helper.kill()
 
