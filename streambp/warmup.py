@@ -7,12 +7,14 @@ or by size, as the Stepper will choose), and the stream's kernels with the argum
 (BatchDecoder.fill and chunks). The pre-pass runs beside it in pyarrow's threads, which do not hold the GIL.
 
 Numba compiles one function at a time in a process (a lock). So on a first run (the stream's kernels are not
-in Numba's on-disk cache) a helper process, `python -m streambp.warmup`, compiles them into that cache while
-this thread compiles the network: two cores compile at once, and loading the helper's work takes
-milliseconds. The helper first compiles their serial builds, which this run then uses for every size
-(SizedKernel.deferred: the same bits), and then their parallel builds, for the runs after it, at the lowest
-CPU priority: the run's process waits for the helper when it exits (a minute at most), so that a second run
-finds every kernel in the cache. Where the helper cannot start, this thread compiles the kernels itself.
+in Numba's on-disk cache) a helper process, `python -m streambp.warmup`, compiles into that cache, while this
+thread compiles the network, what this thread reaches last: the network's backward kernels, the optimizer's
+update and the serial builds of the stream's kernels, which this run then uses for every size
+(SizedKernel.deferred: the same bits); then their parallel builds, for the runs after it. What the helper
+has finished when this thread gets there is loaded (milliseconds), the rest compiled here, so two cores
+compile at once where the machine has a free core. The helper runs at the lowest CPU priority, so it never
+slows this process; the run's process waits for it when it exits (a minute at most), so that a second run
+finds every kernel in the cache.
 """
 import atexit
 import json
@@ -25,8 +27,7 @@ from . import threads
 from .config import DEFAULT_HIDDEN
 
 EXPECTED_CLASSES = 2  # the layer sizes are guessed before the pre-pass counts the classes
-SERIAL_DONE = "serial builds compiled"  # the helper's line once the builds this run needs are in the cache
-HELPER_WAIT_S = 60  # at most this long for the helper's line, and at exit for the helper (it then finishes alone)
+HELPER_WAIT_S = 60  # at most this long at exit for the helper (it then finishes alone)
 
 
 def start(c):
@@ -63,7 +64,6 @@ def _compile(dtype, batch_size, hidden, categorical, shuffle, standardize, optim
     if helper is not None:
         for kernel in stream_kernels():
             kernel.deferred = True
-        helper.serial_done.wait(HELPER_WAIT_S)
     load_stream_kernels(*stream)  # from the cache the helper filled, or compiled here
 
 
@@ -71,22 +71,11 @@ def _helper(work):
     """The process doing _main(*work) (finished when this process exits), or None where it cannot start."""
     try:
         helper = subprocess.Popen([sys.executable, "-m", "streambp.warmup", json.dumps(work)],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  text=True)
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return None
-    helper.serial_done = threading.Event()
-    threading.Thread(target=_read, args=(helper,), name="streambp-warmup-helper", daemon=True).start()
     atexit.register(_finish, helper)
     return helper
-
-
-def _read(helper):
-    """Set helper.serial_done once the helper has said so, or has ended."""
-    for line in helper.stdout:
-        if line.strip() == SERIAL_DONE:
-            break
-    helper.serial_done.set()
 
 
 def _finish(helper):
@@ -141,21 +130,20 @@ def load_stream_kernels(dtype, shuffle, standardize):
 
 
 def network_leaves(dtype):
-    """Compile, or load from Numba's cache, the kernels that network_loss_and_grad's serial twin calls from
-    its cost on, with the argument types it passes them: the fit's process reaches them last, so the helper
+    """Compile, or load from Numba's cache, the kernels that network_loss_and_grad's serial twin calls in its
+    backward pass, with the argument types it passes them: the fit's process reaches them last, so the helper
     compiles them first and the fit loads them when its own compilation of the twin gets there."""
     import numpy as np
 
     from .kernels.activations import sigmoid_backward
     from .kernels.dense import dense_backward
-    from .kernels.softmax import count_correct, crossentropy_softmax_backward, softmax_crossentropy_forward
+    from .kernels.softmax import count_correct, crossentropy_softmax_backward
 
     Z, v, y = np.zeros((1, 1), dtype), np.zeros(1, dtype), np.zeros(1, np.int32)
     crossentropy_softmax_backward.build(parallel=False)(Z, Z, y, v)
     sigmoid_backward.build(parallel=False)(Z, Z, Z)
     count_correct(Z, y)
     dense_backward(Z, v, Z, Z, Z, Z, v)
-    softmax_crossentropy_forward.build(parallel=False)(Z, v, Z, y)
 
 
 def optimizer_updates(name, params, dtype):
@@ -176,24 +164,18 @@ def optimizer_updates(name, params, dtype):
 
 
 def _main(stream, optimizer, optimizer_params):
-    """The helper: the network's last kernels, the optimizer's update and the serial builds of the stream's
-    kernels (then a line on stdout), then the parallel builds of the stream's kernels."""
-    import warnings
-
-    from numba.core.errors import NumbaWarning
-
+    """The helper, at the lowest CPU priority: the network's backward kernels, the optimizer's update and the
+    serial builds of the stream's kernels, then the parallel builds of the stream's kernels."""
+    if hasattr(os, "nice"):
+        os.nice(19)  # the fit's own compiling comes first: this only uses a core the fit leaves free
     import streambp.kernels  # noqa: F401  (the threading layer, as in the fit)
 
-    warnings.simplefilter("error", NumbaWarning)  # a build that could not be cached is a failure
     kernels = stream_kernels()
     for kernel in kernels:
         kernel.deferred = True
     network_leaves(stream[0])
     optimizer_updates(optimizer, optimizer_params, stream[0])
     load_stream_kernels(*stream)
-    print(SERIAL_DONE, flush=True)
-    if hasattr(os, "nice"):
-        os.nice(19)  # for later runs: the fit's own compiling, on the critical path, comes first
     for kernel in kernels:
         kernel.deferred = False
     load_stream_kernels(*stream)
