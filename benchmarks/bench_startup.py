@@ -19,6 +19,11 @@ Medians [min-max] over --repeats for the warm runs; the cold run is done once (i
 --mnist times instead what a user sees on a first run: process start to the line "epoch 1/1" of
 `streambp fit examples/mnist_train.parquet --label label --epochs 1` on stdout (target: under 5 s), --repeats
 times with an empty Numba cache (each in a new cache directory) and then warm, with the load average.
+
+--kernels attributes that first run's compile time: the same fit, once, with an empty Numba cache, listing
+every function the fit's own process compiled (Numba's "numba:compile" event; a load from the cache is not
+one), with the thread, when it started and its seconds excluding the functions compiled inside it. What the
+warm-up's helper process compiled is loaded from the cache here, so it is not listed.
 """
 import argparse
 import json
@@ -106,6 +111,53 @@ def mnist(repeats):
           f"{statistics.median(loads):.2f} on {os.cpu_count()} cores.")
 
 
+# `streambp fit ARGS`, printing as JSON [start s, exclusive s, thread, function] for each compilation.
+ATTRIBUTE = """
+import json, sys, threading, time
+from numba.core import event
+from streambp.cli import main
+
+t0, open_, done = time.perf_counter(), {}, []
+
+class Compiles(event.Listener):
+    def on_start(self, ev):
+        open_.setdefault(threading.get_ident(), []).append([time.perf_counter(), 0.0])
+
+    def on_end(self, ev):
+        stack = open_[threading.get_ident()]
+        start, inner = stack.pop()
+        seconds = time.perf_counter() - start
+        if stack:
+            stack[-1][1] += seconds
+        done.append([start - t0, seconds - inner, threading.current_thread().name,
+                     ev.data["dispatcher"].py_func.__qualname__])
+
+event.register("numba:compile", Compiles())
+try:
+    sys.argv[0] = "streambp"
+    main()
+finally:
+    print(json.dumps(done))
+"""
+
+
+def attribute():
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        env = {**os.environ, "NUMBA_CACHE_DIR": os.path.join(tmp, "numba-cache")}
+        cmd = [sys.executable, "-c", ATTRIBUTE, "fit", MNIST, "--label", "label", "--epochs", "1",
+               "--out", os.path.join(tmp, "mnist.npz")]
+        proc = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    done = json.loads(proc.stdout.splitlines()[-1])
+    print("| started s | compiling s (own) | thread | function |")
+    print("|---|---|---|---|")
+    for start, seconds, thread, name in sorted(done):
+        print(f"| {start:.2f} | {seconds:.2f} | {thread} | {name} |")
+    print(f"\n{sum(d[1] for d in done):.2f} s compiling in the fit's process, load average "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores.")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=4096)
@@ -113,7 +165,10 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json")
     p.add_argument("--mnist", action="store_true", help="time the first epoch line of the bundled MNIST instead")
+    p.add_argument("--kernels", action="store_true", help="list what a first fit of the bundled MNIST compiles")
     a = p.parse_args()
+    if a.kernels:
+        return attribute()
     if a.mnist:
         return mnist(a.repeats)
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:

@@ -37,7 +37,6 @@ class Stepper:
         self.dtable_rows = np.empty((0, model.sizes[1]), dtype=dtype)  # [R, O_1] their gradient
         self.mean_weights = np.full(batch_size, 1.0 / batch_size, dtype=dtype)
         self.class_weights = None if class_weights is None else np.asarray(class_weights, dtype=dtype)
-        self._no_idx = np.empty((batch_size, 0), dtype=np.int32)
         self._dtable = self.dtable_rows
         self._marks = self._rows = self._inverse = np.empty(0, dtype=np.int64)  # touched_rows' buffers, sized on use
         self._loss_and_grad = sized_for(network_loss_and_grad, batch_size, model.sizes)
@@ -60,7 +59,7 @@ class Stepper:
             w = self.mean_weights
         else:
             w = np.full(n, 1.0 / n, dtype=self.dtheta.dtype)
-        idx = self._no_idx[:n] if idx is None or idx.shape[1] == 0 else np.ascontiguousarray(idx, dtype=np.int32)
+        idx = None if idx is None or idx.shape[1] == 0 else np.ascontiguousarray(idx, dtype=np.int32)
         inverse = self._touched_rows(idx)  # before the forward pass reads E[idx]: it checks the slots
         m, ws = self.model, self.ws
         c, hits = self._loss_and_grad(self.dtheta, ws.acts, ws.deltas, ws.losses, m.theta, m.layout, X, idx, y, w,
@@ -72,8 +71,8 @@ class Stepper:
 
     def _touched_rows(self, idx):
         """Set table_rows to the distinct slots of idx [B, C] and size dtable_rows for them; return the
-        position of each idx[b, c] in table_rows [B, C] (None when C = 0)."""
-        if idx.shape[1] == 0:
+        position of each idx[b, c] in table_rows [B, C] (None when idx is None: no categorical inputs)."""
+        if idx is None:
             self.table_rows = self.table_rows[:0]
             self.dtable_rows = self._dtable[:0]
             return None
@@ -98,7 +97,7 @@ class Stepper:
         """Compile the kernels of a step for the model's dtype (or load them from Numba's cache) on scratch data
         (a row with one categorical column when the model has a table; optimizers with scratch state), so that
         the first step of a timed epoch does not pay for it; neither the model nor the optimizers change."""
-        idx = np.zeros((1, 1 if self.slots else 0), np.int32)
+        idx = np.zeros((1, 1), np.int32) if self.slots else None
         self.loss_and_grad(np.zeros((1, self.model.sizes[0]), self.dtheta.dtype), idx, np.zeros(1, np.int32))
         load_update(self.optimizer, self.dense)
         if self.slots and self.table_optimizer is not None:

@@ -185,9 +185,9 @@ def test_a_small_network_compiles_no_parallel_build_it_does_not_run(tmp_path):
     serial_only, neither = [True, False], [False, False]
     assert json.loads(out) == {
         "bias_sigmoid_forward": serial_only, "sigmoid_backward": serial_only, "bias_forward": serial_only,
-        "embedding_bag_forward": serial_only, "softmax_crossentropy_forward": serial_only,
-        "crossentropy_softmax_backward": serial_only,
-        "embedding_bag_backward": neither, "softmax_forward": neither,  # no categorical inputs; no prediction
+        "softmax_crossentropy_forward": serial_only, "crossentropy_softmax_backward": serial_only,
+        # no categorical inputs (idx None: no embedding code at all); no prediction
+        "embedding_bag_forward": neither, "embedding_bag_backward": neither, "softmax_forward": neither,
         "sgd_update": [False, True], "sgd_momentum_update": neither, "adam_update": neither,
         "adagrad_update": neither, "rmsprop_update": neither}
 

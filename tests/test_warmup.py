@@ -65,6 +65,50 @@ def test_a_first_fit_compiles_nothing_during_its_epochs(tmp_path, blob_file):
     assert epoch_compiles(args + ["--optimizer", "adam"], env) == [[], []]
 
 
+# Runs `streambp fit ARGS` and prints the functions this process compiled (Numba's "numba:compile" event fires
+# for a compilation, not for a load from the on-disk cache), kernels and the NumPy functions inside them alike.
+COMPILED = """
+import json, sys
+from numba.core import event
+from streambp.cli import main
+
+compiled = []
+
+class Compiled(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+event.register("numba:compile", Compiled())
+try:
+    sys.argv[0] = "streambp"
+    main()
+finally:
+    print(json.dumps(compiled))
+"""
+
+
+def compiled_by_fit(args, env):
+    proc = subprocess.run([sys.executable, "-c", COMPILED, *map(str, args)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_a_first_fit_compiles_no_parallel_stream_build_and_a_second_fit_compiles_nothing(tmp_path, blob_file):
+    """With Numba's cache empty, the fit's process runs the serial builds of the stream's kernels (gathering,
+    shuffling, standardising) and compiles none of their parallel builds: the warm-up's helper process compiles
+    those into the cache, before the first fit's process exits; a second fit then loads every kernel it calls
+    from the cache and compiles nothing."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    args = ["fit", blob_file, "--epochs", "1", "--out", tmp_path / "m.npz", "--batch-size", "16"]
+    first = compiled_by_fit(args, env)
+    assert "network_loss_and_grad_serial" in first  # the fit's own work (the listener sees compilations)
+    assert {"_gather_columns_parallel", "_copy_rows_parallel", "_standardize_parallel"}.isdisjoint(first)
+    assert compiled_by_fit(args, env) == []
+
+
 def stepped_adam(theta):
     """An Adam optimizer over theta after one step on a copy: state that another step would change."""
     opt = Adam(theta, weight_decay=0.01)

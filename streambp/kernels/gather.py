@@ -1,13 +1,14 @@
 """Arrow columns into a row-major matrix, with a finiteness check in the same pass.
 
-Dimension key: N rows, D features.
+Dimension key: N rows, D features. Both kernels are built serial and parallel (by_size): copies, the same
+bits either way.
 """
 import numpy as np
 from llvmlite import ir
 from numba import carray, njit, prange, types
 from numba.extending import intrinsic
 
-from .compile import OPTIONS
+from .compile import OPTIONS, by_size
 
 ROW_BLOCK = 256  # rows per parallel task
 COL_BLOCK = 64  # columns per tile: the tile of X (64 KiB in float32) stays in cache while columns fill it
@@ -21,8 +22,7 @@ def _address_as_voidptr(typingctx, address):
     return types.voidptr(types.int64), codegen
 
 
-@njit(parallel=True, **OPTIONS)
-def gather_columns(X, addresses, start):
+def _gather_columns(X, addresses, start):
     """X[N, D] <- column j's element start + i, for D contiguous columns of X's dtype whose data start
     at addresses[D] (the caller keeps them alive); return the first index i * D + j of X holding
     NaN or inf, or -1 when every value is finite."""
@@ -41,8 +41,7 @@ def gather_columns(X, addresses, start):
     return _first_bad(bad)
 
 
-@njit(parallel=True, **OPTIONS)
-def copy_rows(X, src, rows):
+def _copy_rows(X, src, rows):
     """X[N, D] <- src[rows[i], :] (rows[N] may be any selection or permutation); return the first
     index i * D + j of X holding NaN or inf, or -1."""
     n, D = X.shape
@@ -52,7 +51,9 @@ def copy_rows(X, src, rows):
         r0 = blk * ROW_BLOCK
         r1 = min(n, r0 + ROW_BLOCK)
         for i in range(r0, r1):
-            X[i, :] = src[rows[i], :]
+            out, row = X[i], src[rows[i]]
+            for j in range(D):  # element by element: a slice assignment costs seconds more to compile
+                out[j] = row[j]
         bad[blk] = _first_nonfinite(X, r0, r1)
     return _first_bad(bad)
 
@@ -74,3 +75,7 @@ def _first_bad(bad):
         if b >= 0:
             return b
     return -1
+
+
+gather_columns = by_size(_gather_columns)
+copy_rows = by_size(_copy_rows)

@@ -6,7 +6,8 @@ layout[L, 4] holds per layer (I, O, offset of W in theta, offset of the layer's 
 workspace row): W_l = theta[p : p + O*I] as [O, I], then b_l = theta[p + O*I : p + O*I + O].
 The dense layers end at P_dense; the rest of theta is the first layer's embedding table
 E = theta[P_dense:] as [V, O_1] (V = 0: none), so that z^1 = X W_1^T + b_1 + sum over c of E[idx[:, c]]
-for numeric inputs X[B, D] and categorical slots idx[B, C] in [0, V) (C may be 0).
+for numeric inputs X[B, D] and categorical slots idx[B, C] in [0, V) (C may be 0). idx may also be None (no
+categorical inputs): Numba then compiles no embedding code at all, a second or so less to compile.
 Workspaces acts and deltas hold, for B rows, every layer's [B, O] block one after the other.
 """
 import numpy as np
@@ -52,7 +53,7 @@ def network_forward(acts, theta, layout, X, idx):
     for l in range(L):
         W, b = _weights(theta, layout, l)
         out = _block(acts, layout, l, n)
-        if l == 0 and idx.shape[1] > 0:  # the embedding bag joins z^1 before the bias and activation
+        if l == 0 and idx is not None and idx.shape[1] > 0:  # the embedding bag joins z^1 before bias and activation
             np.dot(inp, W.T, out)
             embedding_bag_forward(out, _table(theta, layout), idx)
             if L > 1:
