@@ -49,9 +49,9 @@ finally:
 """
 
 
-def epoch_compiles(args, env):
-    proc = subprocess.run([sys.executable, "-c", EPOCH_COMPILES, *map(str, args)], env=env, capture_output=True,
-                          text=True)
+def driven(script, args, env):
+    """Run a driver script (`streambp ARGS` under a Numba compile listener); the JSON it prints last."""
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
     return json.loads(proc.stdout.splitlines()[-1])
 
@@ -61,8 +61,8 @@ def test_a_first_fit_compiles_nothing_during_its_epochs(tmp_path, blob_file):
     shuffling and standardising) is compiled before the epoch starts; a second fit loads them all before too."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     args = ["fit", blob_file, "--epochs", "2", "--out", tmp_path / "m.npz", "--batch-size", "16"]
-    assert epoch_compiles(args, env) == [[], []]
-    assert epoch_compiles(args + ["--optimizer", "adam"], env) == [[], []]
+    assert driven(EPOCH_COMPILES, args, env) == [[], []]
+    assert driven(EPOCH_COMPILES, args + ["--optimizer", "adam"], env) == [[], []]
 
 
 # Runs `streambp fit ARGS` and prints the functions this process compiled (Numba's "numba:compile" event fires
@@ -90,12 +90,6 @@ finally:
 """
 
 
-def compiled_by_fit(args, env):
-    proc = subprocess.run([sys.executable, "-c", COMPILED, *map(str, args)], env=env, capture_output=True, text=True)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
-    return json.loads(proc.stdout.splitlines()[-1])
-
-
 def test_a_first_fit_compiles_no_parallel_stream_build_and_a_second_fit_compiles_nothing(tmp_path, blob_file):
     """With Numba's cache empty, the fit's process runs the serial builds of the stream's kernels (gathering,
     shuffling, standardising) and compiles none of their parallel builds: the warm-up's helper process compiles
@@ -103,10 +97,10 @@ def test_a_first_fit_compiles_no_parallel_stream_build_and_a_second_fit_compiles
     from the cache and compiles nothing."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     args = ["fit", blob_file, "--epochs", "1", "--out", tmp_path / "m.npz", "--batch-size", "16"]
-    first = compiled_by_fit(args, env)
+    first = driven(COMPILED, args, env)
     assert "network_loss_and_grad_serial" in first  # the fit's own work (the listener sees compilations)
     assert {"_gather_columns_parallel", "_copy_rows_parallel", "_standardize_parallel"}.isdisjoint(first)
-    assert compiled_by_fit(args, env) == []
+    assert driven(COMPILED, args, env) == []
 
 
 def stepped_adam(theta):
